@@ -1,0 +1,63 @@
+"""p2pnet's cryptography: recipes over PyNaCl with no knobs.
+
+Pure except for :mod:`crypto.keystore`, the one module that touches key files.
+"""
+
+from __future__ import annotations
+
+from crypto._errors import (
+    BadSignature,
+    CryptoError,
+    DecryptionFailed,
+    KeyLengthError,
+    KeystoreCorrupt,
+    KeystoreLocked,
+    KeystoreMissing,
+)
+from crypto._primitives import hash256
+from crypto.groupkeys import (
+    EPOCH_ID_BYTES,
+    ROUTE_TAG_BYTES,
+    EpochKey,
+    LocalKey,
+    NetworkSecret,
+    random_bytes,
+)
+from crypto.identity import Identity, PublicIdentity
+from crypto.keystore import (
+    KdfParams,
+    KeystoreContents,
+    UnlockedKeystore,
+    create_keystore,
+    open_keystore,
+    wipe,
+)
+from crypto.safety import SafetyNumber, qr_payload, safety_number
+
+__all__ = [
+    "EPOCH_ID_BYTES",
+    "ROUTE_TAG_BYTES",
+    "BadSignature",
+    "CryptoError",
+    "DecryptionFailed",
+    "EpochKey",
+    "Identity",
+    "KdfParams",
+    "KeyLengthError",
+    "KeystoreContents",
+    "KeystoreCorrupt",
+    "KeystoreLocked",
+    "KeystoreMissing",
+    "LocalKey",
+    "NetworkSecret",
+    "PublicIdentity",
+    "SafetyNumber",
+    "UnlockedKeystore",
+    "create_keystore",
+    "hash256",
+    "open_keystore",
+    "qr_payload",
+    "random_bytes",
+    "safety_number",
+    "wipe",
+]

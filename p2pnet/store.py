@@ -1,0 +1,260 @@
+"""The local store: one SQLite database per profile.
+
+Theory of operation
+-------------------
+Two tables hold everything, and neither holds plaintext of the shared state, of names or
+of addresses:
+
+- ``envelopes``: every envelope this profile holds, as received, wrapped once more under
+  the profile key (``LocalKey``). Wrapping means a seized database cannot be matched
+  byte-for-byte against recorded network traffic (route tags, envelope ids); the inner
+  bytes are still exactly those received, so hashes and signatures stay over the exact
+  bytes. Rows are looked up by keyed hashes (``LocalKey.index``) of the network id and the
+  envelope id. ``rowid`` is the local arrival order.
+- ``local``: a small key/value space per network for local data (epoch keys, peer keys,
+  the state cache, the author's chain head), each value sealed with its row's name as
+  associated data so values cannot be swapped between rows.
+
+Concurrency and crash safety: WAL mode; every write is one transaction; a transaction
+that allocates the author's next ``seq`` is ``BEGIN IMMEDIATE`` so two processes writing
+to one profile serialise instead of forking the author's chain. ``synchronous=NORMAL``
+in WAL mode survives a killed process (what we test) and keeps the database consistent
+after power loss, where the last commits may be lost.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from crypto import DecryptionFailed, LocalKey
+from p2pnet.errors import StoreCorrupt, StoreError
+
+__all__ = ["SCHEMA_VERSION", "Store", "StoredEnvelope", "Transaction"]
+
+# Each entry migrates from version i to i + 1. Never edit a released entry.
+_MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE envelopes (
+        rowid INTEGER PRIMARY KEY,
+        eid   BLOB NOT NULL UNIQUE,
+        net   BLOB NOT NULL,
+        data  BLOB NOT NULL
+    );
+    CREATE INDEX envelopes_by_net ON envelopes (net, rowid);
+    CREATE TABLE local (
+        net   BLOB NOT NULL,
+        name  BLOB NOT NULL,
+        value BLOB NOT NULL,
+        PRIMARY KEY (net, name)
+    ) WITHOUT ROWID;
+    """,
+)
+SCHEMA_VERSION = len(_MIGRATIONS)
+_PROFILE_NET = b"\x00" * 16  # the `net` of profile-wide local rows
+_BUSY_TIMEOUT_S = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEnvelope:
+    """An envelope read back from the store, with its local arrival position."""
+
+    position: int
+    data: bytes
+
+
+class Transaction:
+    """Reads and writes inside one SQLite transaction; see :meth:`Store.transaction`."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._db = store._db
+
+    def add_envelopes(self, network_id: bytes, envelopes: Iterable[tuple[bytes, bytes]]) -> int:
+        """Insert ``(envelope_id, envelope_bytes)`` pairs; duplicates are ignored.
+
+        Returns how many were new.
+        """
+        key = self._store._key
+        net = key.index(network_id)
+        rows = []
+        for eid, data in envelopes:
+            eid_idx = key.index(eid)
+            rows.append((eid_idx, net, key.seal(data, b"env" + eid_idx)))
+        before = self._db.total_changes
+        self._db.executemany(
+            "INSERT OR IGNORE INTO envelopes (eid, net, data) VALUES (?, ?, ?)", rows
+        )
+        return self._db.total_changes - before
+
+    def has_envelope(self, envelope_id: bytes) -> bool:
+        row = self._db.execute(
+            "SELECT 1 FROM envelopes WHERE eid = ?", (self._store._key.index(envelope_id),)
+        ).fetchone()
+        return row is not None
+
+    def get(self, network_id: bytes | None, name: str) -> bytes | None:
+        """A local value, decrypted; None if absent.
+
+        Raises:
+            StoreCorrupt: the row does not decrypt (altered, or from another profile).
+        """
+        net, name_idx, aad = self._store._local_key(network_id, name)
+        row = self._db.execute(
+            "SELECT value FROM local WHERE net = ? AND name = ?", (net, name_idx)
+        ).fetchone()
+        if row is None:
+            return None
+        try:
+            return self._store._key.open(row[0], aad)
+        except DecryptionFailed:
+            raise StoreCorrupt(f"local value {name!r} does not decrypt") from None
+
+    def put(self, network_id: bytes | None, name: str, value: bytes) -> None:
+        net, name_idx, aad = self._store._local_key(network_id, name)
+        self._db.execute(
+            "INSERT OR REPLACE INTO local (net, name, value) VALUES (?, ?, ?)",
+            (net, name_idx, self._store._key.seal(value, aad)),
+        )
+
+    def delete(self, network_id: bytes | None, name: str) -> None:
+        net, name_idx, _ = self._store._local_key(network_id, name)
+        self._db.execute("DELETE FROM local WHERE net = ? AND name = ?", (net, name_idx))
+
+
+class Store:
+    """The profile's database. Open with :meth:`open`; close with :meth:`close`.
+
+    Raises (from every method): :class:`StoreError` when SQLite cannot do the work
+    (locked for too long, disk full), :class:`StoreCorrupt` when data fails to decrypt
+    or the integrity check fails.
+    """
+
+    def __init__(self, db: sqlite3.Connection, key: LocalKey, path: Path) -> None:
+        self._db = db
+        self._key = key
+        self.path = path
+
+    @classmethod
+    def open(cls, path: Path, key: LocalKey, *, check_integrity: bool = True) -> Store:
+        """Open (creating with mode 0600 if needed) and migrate the database at ``path``.
+
+        Raises:
+            StoreCorrupt: the file is not a database or fails ``PRAGMA quick_check``.
+            StoreError: the schema is newer than this program understands.
+        """
+        if not path.exists():
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            os.close(fd)
+        try:
+            db = sqlite3.connect(
+                path, isolation_level=None, timeout=_BUSY_TIMEOUT_S, check_same_thread=False
+            )
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open the store: {exc}") from None
+        store = cls(db, key, path)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute("PRAGMA secure_delete=ON")
+            db.execute("PRAGMA temp_store=MEMORY")
+            db.execute("PRAGMA foreign_keys=ON")
+            if check_integrity:
+                result = db.execute("PRAGMA quick_check").fetchone()
+                if result is None or result[0] != "ok":
+                    raise StoreCorrupt("the store failed its integrity check")
+            store._migrate()
+        except sqlite3.DatabaseError as exc:
+            db.close()
+            raise StoreCorrupt(f"the store is damaged: {exc}") from None
+        except BaseException:
+            db.close()
+            raise
+        return store
+
+    def _migrate(self) -> None:
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"the store was written by a newer p2pnet (schema {version}); upgrade p2pnet"
+            )
+        if version == SCHEMA_VERSION:
+            return
+        with self.transaction():
+            for script in _MIGRATIONS[version:]:
+                for statement in script.split(";"):
+                    if statement.strip():
+                        self._db.execute(statement)
+            self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def _local_key(self, network_id: bytes | None, name: str) -> tuple[bytes, bytes, bytes]:
+        net = self._key.index(network_id) if network_id is not None else _PROFILE_NET
+        encoded = name.encode("utf-8")
+        return net, self._key.index(b"name" + encoded), b"local" + net + encoded
+
+    @contextmanager
+    def transaction(self) -> Iterator[Transaction]:
+        """One IMMEDIATE transaction: commits on success, rolls back on any exception.
+
+        IMMEDIATE takes the write lock at the start, so a read-modify-write inside it
+        (allocating the next ``seq``) cannot interleave with another process's.
+        """
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise StoreError(f"the store is busy or read-only: {exc}") from None
+        try:
+            yield Transaction(self)
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        try:
+            self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._db.execute("ROLLBACK")
+            raise StoreError(f"could not commit: {exc}") from None
+
+    def add_envelopes(self, network_id: bytes, envelopes: Iterable[tuple[bytes, bytes]]) -> int:
+        """Insert a batch in one transaction; returns how many were new."""
+        with self.transaction() as tx:
+            return tx.add_envelopes(network_id, envelopes)
+
+    def get(self, network_id: bytes | None, name: str) -> bytes | None:
+        with self.transaction() as tx:
+            return tx.get(network_id, name)
+
+    def put(self, network_id: bytes | None, name: str, value: bytes) -> None:
+        with self.transaction() as tx:
+            tx.put(network_id, name, value)
+
+    def count(self, network_id: bytes) -> int:
+        row = self._db.execute(
+            "SELECT count(*) FROM envelopes WHERE net = ?", (self._key.index(network_id),)
+        ).fetchone()
+        return int(row[0])
+
+    def envelopes(self, network_id: bytes, *, after: int = 0) -> Iterator[StoredEnvelope]:
+        """The network's envelopes in arrival order, after local position ``after``.
+
+        Raises:
+            StoreCorrupt: a row does not decrypt.
+        """
+        cursor = self._db.execute(
+            "SELECT rowid, eid, data FROM envelopes WHERE net = ? AND rowid > ? ORDER BY rowid",
+            (self._key.index(network_id), after),
+        )
+        key = self._key
+        for position, eid_idx, sealed in cursor:
+            try:
+                data = key.open(sealed, b"env" + eid_idx)
+            except DecryptionFailed:
+                raise StoreCorrupt("a stored envelope does not decrypt") from None
+            yield StoredEnvelope(position, data)
+
+    def close(self) -> None:
+        """Close the database (idempotent)."""
+        self._db.close()

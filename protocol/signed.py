@@ -1,0 +1,256 @@
+"""Signed ops: the unit of authorship.
+
+``op_bytes`` is the canonical msgpack map
+``{author, body, lamport, net, parents, seq, time, type}``; a signed op is the canonical
+msgpack array ``[op_bytes, signature]``, the Ed25519 signature covering
+``b"p2pnet/op\\x00" + op_bytes``; ``op_id = BLAKE2b-256(signed op bytes)``.
+
+Verification hashes and checks the exact bytes received and never re-encodes them to
+verify (STYLE.md rule 7). Only :func:`verify_signed_op` makes a :class:`VerifiedOp`.
+What this module checks: structure, field types, limits, canonical encoding, signature.
+What it leaves to the DAG and the state fold: parents exist, the author's chain, lamport,
+the body's schema for its type, and authorisation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Any
+
+import msgpack
+
+from crypto import Identity
+from crypto._primitives import ed25519_verify
+from crypto.identity import signing_input
+from protocol import wire
+from protocol._errors import LocalProtocolError, RemoteProtocolError
+
+__all__ = [
+    "MAX_OP_BYTES",
+    "MAX_PARENTS",
+    "MAX_SIGNED_OP_BYTES",
+    "NETWORK_ID_BYTES",
+    "OP_ID_BYTES",
+    "VerifiedOp",
+    "op_id_of",
+    "sign_op",
+    "verify_signed_op",
+]
+
+NETWORK_ID_BYTES = 16
+OP_ID_BYTES = 32
+AUTHOR_BYTES = 32
+SIGNATURE_BYTES = 64
+MAX_PARENTS = 32
+MAX_OP_BYTES = 60_000
+MAX_SIGNED_OP_BYTES = MAX_OP_BYTES + 80
+MAX_COUNTER = (1 << 53) - 1
+_TYPE_RE = re.compile(r"[a-z][a-z_]{0,31}")
+_VALID_TYPES: set[str] = set()
+_FIELDS = ("author", "body", "lamport", "net", "parents", "seq", "time", "type")
+_DOMAIN = b"op"
+_SIGNING_PREFIX = signing_input(_DOMAIN, b"")
+_packb = msgpack.packb
+_blake2b = hashlib.blake2b  # op_id = BLAKE2b-256, as crypto.hash256; inlined on the hot path
+
+
+def op_id_of(signed_bytes: bytes) -> bytes:
+    """The op id: BLAKE2b-256 of the signed op bytes."""
+    return _blake2b(signed_bytes, digest_size=32).digest()
+
+
+class VerifiedOp(tuple[Any, ...]):
+    """An op whose encoding, limits and signature have been checked.
+
+    Made only by :func:`verify_signed_op` (or :func:`sign_op`, which builds it from the
+    bytes it signed); calling ``VerifiedOp(...)`` raises. A tuple underneath, because
+    opening envelopes is the hot path of catch-up. Equal and hashed by ``op_id``.
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, *args: object, **kwargs: object) -> VerifiedOp:
+        raise TypeError("VerifiedOp can only be made by verify_signed_op")
+
+    @property
+    def op_id(self) -> bytes:
+        return self[0]  # type: ignore[no-any-return]
+
+    @property
+    def net(self) -> bytes:
+        return self[1]  # type: ignore[no-any-return]
+
+    @property
+    def author(self) -> bytes:
+        return self[2]  # type: ignore[no-any-return]
+
+    @property
+    def seq(self) -> int:
+        return self[3]  # type: ignore[no-any-return]
+
+    @property
+    def lamport(self) -> int:
+        return self[4]  # type: ignore[no-any-return]
+
+    @property
+    def parents(self) -> tuple[bytes, ...]:
+        return self[5]  # type: ignore[no-any-return]
+
+    @property
+    def time(self) -> int:
+        return self[6]  # type: ignore[no-any-return]
+
+    @property
+    def type(self) -> str:
+        return self[7]  # type: ignore[no-any-return]
+
+    @property
+    def body(self) -> dict[str, Any]:
+        return self[8]  # type: ignore[no-any-return]
+
+    @property
+    def signed(self) -> bytes:
+        """The signed op exactly as received: what is stored, hashed and forwarded."""
+        return self[9]  # type: ignore[no-any-return]
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, VerifiedOp) and self[0] == other[0]
+
+    def __ne__(self, other: object) -> bool:
+        return not self.__eq__(other)
+
+    def __hash__(self) -> int:
+        return hash(self[0])
+
+    def __repr__(self) -> str:
+        return (
+            f"VerifiedOp(op_id={self.op_id.hex()[:16]}, type={self.type!r}, "
+            f"author={self.author.hex()[:16]}, seq={self.seq}, lamport={self.lamport})"
+        )
+
+
+_make_verified = tuple.__new__
+
+
+def _is_id_list(value: Any, length: int, limit: int) -> bool:
+    if not isinstance(value, list) or len(value) > limit:
+        return False
+    previous = b""
+    for item in value:
+        if type(item) is not bytes or len(item) != length or item <= previous:
+            return False
+        previous = item
+    return True
+
+
+def _check_fields(op: Any) -> None:
+    if type(op) is not dict or tuple(op) != _FIELDS:
+        raise RemoteProtocolError("op must have exactly the op fields, in canonical order")
+    net, author, seq, lamport = op["net"], op["author"], op["seq"], op["lamport"]
+    if type(net) is not bytes or len(net) != NETWORK_ID_BYTES:
+        raise RemoteProtocolError("bad op field: net")
+    if type(author) is not bytes or len(author) != AUTHOR_BYTES:
+        raise RemoteProtocolError("bad op field: author")
+    if type(seq) is not int or not 1 <= seq <= MAX_COUNTER:
+        raise RemoteProtocolError("bad op field: seq")
+    if type(lamport) is not int or not 1 <= lamport <= MAX_COUNTER:
+        raise RemoteProtocolError("bad op field: lamport")
+    if not _is_id_list(op["parents"], OP_ID_BYTES, MAX_PARENTS):
+        raise RemoteProtocolError("bad op field: parents (sorted, unique 32-byte ids)")
+    if type(op["time"]) is not int or not 0 <= op["time"] <= MAX_COUNTER:
+        raise RemoteProtocolError("bad op field: time")
+    op_type = op["type"]
+    if type(op_type) is not str or op_type not in _VALID_TYPES:
+        if type(op_type) is not str or not _TYPE_RE.fullmatch(op_type):
+            raise RemoteProtocolError("bad op field: type")
+        if len(_VALID_TYPES) < 256:  # a bounded memo: op types are few
+            _VALID_TYPES.add(op_type)
+    if type(op["body"]) is not dict:
+        raise RemoteProtocolError("bad op field: body")
+    wire.check_canonical(op["body"], 1)
+
+
+def verify_signed_op(signed: bytes) -> VerifiedOp:
+    """Decode and verify a signed op exactly as received.
+
+    Raises:
+        RemoteProtocolError: malformed, non-canonical, or over a limit.
+        BadSignature: the signature does not verify.
+    """
+    outer = wire.unpack(signed, max_size=MAX_SIGNED_OP_BYTES, max_items=2)
+    if (
+        type(outer) is not list
+        or len(outer) != 2
+        or type(outer[0]) is not bytes
+        or type(outer[1]) is not bytes
+        or len(outer[1]) != SIGNATURE_BYTES
+    ):
+        raise RemoteProtocolError("a signed op is [op_bytes, 64-byte signature]")
+    op_bytes, signature = outer
+    op = wire.unpack(op_bytes, max_size=MAX_OP_BYTES, max_items=MAX_OP_BYTES)
+    _check_fields(op)
+    # Canonical form: the outer array has one minimal layout, so its length decides (unpack
+    # refused trailing bytes); the op map is re-packed once (its keys were checked sorted).
+    n = len(op_bytes)
+    outer_len = 3 + (2 if n < 0x100 else 3 if n < 0x10000 else 5) + n + SIGNATURE_BYTES
+    if len(signed) != outer_len or _packb(op, use_bin_type=True) != op_bytes:
+        raise RemoteProtocolError("non-canonical op encoding")
+    ed25519_verify(op["author"], op_bytes, signature, _SIGNING_PREFIX)
+    return _verified(op, signed)
+
+
+def _verified(op: dict[str, Any], signed: bytes) -> VerifiedOp:
+    return _make_verified(
+        VerifiedOp,
+        (
+            _blake2b(signed, digest_size=32).digest(),
+            op["net"],
+            op["author"],
+            op["seq"],
+            op["lamport"],
+            tuple(op["parents"]),
+            op["time"],
+            op["type"],
+            op["body"],
+            signed,
+        ),
+    )
+
+
+def sign_op(
+    identity: Identity,
+    *,
+    net: bytes,
+    seq: int,
+    lamport: int,
+    parents: list[bytes] | tuple[bytes, ...],
+    time: int,
+    type: str,
+    body: dict[str, Any],
+) -> VerifiedOp:
+    """Build, encode and sign an op by ``identity``.
+
+    Raises:
+        LocalProtocolError: a field is invalid or the op is too large.
+    """
+    op = {
+        "author": identity.public.key,
+        "body": body,
+        "lamport": lamport,
+        "net": net,
+        "parents": sorted(parents),
+        "seq": seq,
+        "time": time,
+        "type": type,
+    }
+    op_bytes = wire.encode(op)
+    if len(op_bytes) > MAX_OP_BYTES:
+        raise LocalProtocolError(f"op of {len(op_bytes)} bytes exceeds {MAX_OP_BYTES}")
+    decoded = wire.unpack(op_bytes, max_size=MAX_OP_BYTES, max_items=MAX_OP_BYTES)
+    try:
+        _check_fields(decoded)
+    except RemoteProtocolError as exc:
+        raise LocalProtocolError(str(exc)) from None
+    signed = wire.encode_unchecked([op_bytes, identity.sign(_DOMAIN, op_bytes)])
+    return _verified(decoded, signed)
