@@ -65,7 +65,7 @@ def main() -> None:
     raw_inputs = []
     for env in envelopes:
         parsed = parse_envelope(env)
-        op = open_group(parsed, epochs={epoch.epoch_id: epoch}, network_id=net)
+        op = open_group(parsed, epochs={epoch.epoch_id: epoch}, network_id=net, route_tag=tag)
         op_bytes, signature = wire.unpack(op.signed, max_size=1 << 17)
         raw_inputs.append(
             (
@@ -85,7 +85,7 @@ def main() -> None:
     for _ in range(ROUNDS):
         t0 = time.perf_counter()
         for env in envelopes:
-            open_group(parse_envelope(env), epochs=epochs, network_id=net)
+            open_group(parse_envelope(env), epochs=epochs, network_id=net, route_tag=tag)
         open_rates.append(len(envelopes) / (time.perf_counter() - t0))
         t0 = time.perf_counter()
         for ciphertext, aad, nonce, signed_message, author in raw_inputs:

@@ -23,7 +23,7 @@ from crypto.groupkeys import (
     NetworkSecret,
     random_bytes,
 )
-from crypto.identity import Identity, PublicIdentity
+from crypto.identity import Identity, PublicIdentity, signing_input, verify_signature
 from crypto.keystore import (
     KdfParams,
     KeystoreContents,
@@ -59,5 +59,7 @@ __all__ = [
     "qr_payload",
     "random_bytes",
     "safety_number",
+    "signing_input",
+    "verify_signature",
     "wipe",
 ]

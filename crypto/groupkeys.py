@@ -84,8 +84,8 @@ class NetworkSecret:
 
         Unlinkable across periods without the secret.
         """
-        if period < 0:
-            raise ValueError("period must be non-negative")
+        if not 0 <= period < 1 << 64:
+            raise ValueError("period must be from 0 to 2**64 - 1")
         return self._derive(b"p2pnet-lan", 16, period.to_bytes(8, "big"))
 
     def __repr__(self) -> str:

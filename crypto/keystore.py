@@ -73,7 +73,7 @@ _MAX_NETWORKS = 4096
 
 @dataclass(frozen=True, slots=True)
 class KdfParams:
-    """Argon2id cost. The default sits between libsodium's interactive and moderate."""
+    """Argon2id cost. The default is libsodium's "moderate" (3 passes, 256 MiB)."""
 
     opslimit: int = 3
     memlimit_kib: int = 256 * 1024
@@ -199,7 +199,11 @@ def _open_with_key(blob: bytes, key: bytes) -> KeystoreContents:
     return KeystoreContents._unpack(plaintext)
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def _atomic_write(path: Path, data: bytes, *, exclusive: bool = False) -> None:
+    """Write ``data`` to a new 0600 file, fsync it, and rename it onto ``path``.
+
+    With ``exclusive``, a hard link publishes it instead, which fails if ``path`` exists.
+    """
     tmp = path.with_name(f".{path.name}.{random_bytes(6).hex()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
     try:
@@ -207,7 +211,11 @@ def _atomic_write(path: Path, data: bytes) -> None:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        if exclusive:
+            os.link(tmp, path)
+            tmp.unlink()
+        else:
+            os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -228,7 +236,7 @@ class UnlockedKeystore:
     _salt: bytes = field(repr=False)
     _params: KdfParams
 
-    def save(self, contents: KeystoreContents) -> None:
+    def save(self, contents: KeystoreContents, *, _create: bool = False) -> None:
         """Atomically replace the file with ``contents`` (same passphrase)."""
         blob = encrypt_keystore(
             contents,
@@ -237,7 +245,7 @@ class UnlockedKeystore:
             params=self._params,
             nonce=random_bytes(XNONCE_BYTES),
         )
-        _atomic_write(self.path, blob)
+        _atomic_write(self.path, blob, exclusive=_create)
         self.contents = contents
 
     def change_passphrase(self, new_passphrase: str, params: KdfParams | None = None) -> None:
@@ -269,11 +277,11 @@ def create_keystore(
         FileExistsError: there is already a keystore at ``path``.
     """
     params = params or KdfParams()
-    if path.exists():
+    if path.exists():  # fail before the costly derivation; the link below is the real guard
         raise FileExistsError(f"a keystore already exists at {path}")
     salt = random_bytes(_SALT_BYTES)
     handle = UnlockedKeystore(path, contents, _derive(passphrase, salt, params), salt, params)
-    handle.save(contents)
+    handle.save(contents, _create=True)
     return handle
 
 

@@ -3,8 +3,11 @@
 Modelled on Signal's numeric fingerprints. Each public key gets a 30-digit half from an
 iterated, personalised BLAKE2b (the iteration makes a key with a chosen half costly to
 find); the safety number of a pair is the two halves ordered numerically, so both
-people see the same 60 digits, in 12 groups of 5. The word form is 8 words from the
-shipped list, derived from the same ordered pair, for reading aloud.
+people see the same 60 digits, in 12 groups of 5. The word form, for reading aloud, is
+6 words per half (48 bits each, from the same iterated digest), ordered like the digits:
+substituting one key still needs a second preimage of that key's half, at the iterated
+cost. Words carry fewer bits than digits (48 vs ~99 per half); the UI prefers digits or
+the QR code and offers words as an aid.
 """
 
 from __future__ import annotations
@@ -19,17 +22,19 @@ __all__ = ["SafetyNumber", "qr_payload", "safety_number"]
 
 _VERSION = b"\x00\x01"
 _ITERATIONS = 5200
-_WORD_COUNT = 8
+_WORDS_PER_HALF = 6
 
 
-def _half(key: PublicIdentity) -> str:
+def _half(key: PublicIdentity) -> tuple[str, tuple[str, ...]]:
     digest = _VERSION + key.key
     for _ in range(_ITERATIONS):
         digest = hash256(digest + key.key, person=b"p2pnet-safety")
     # 6 chunks of 5 bytes -> 5 decimal digits each, as Signal does.
-    return "".join(
+    digits = "".join(
         f"{int.from_bytes(digest[i : i + 5], 'big') % 100_000:05d}" for i in range(0, 30, 5)
     )
+    word_bytes = hash256(digest, person=b"p2pnet-words")[:_WORDS_PER_HALF]
+    return digits, tuple(WORDS[b] for b in word_bytes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,10 +61,7 @@ class SafetyNumber:
 def safety_number(a: PublicIdentity, b: PublicIdentity) -> SafetyNumber:
     """The safety number of two members; the same whichever side computes it."""
     first, second = sorted((_half(a), _half(b)))
-    digits = first + second
-    low, high = sorted((a.key, b.key))
-    digest = hash256(low + high, person=b"p2pnet-words")
-    return SafetyNumber(digits, tuple(WORDS[digest[i]] for i in range(_WORD_COUNT)))
+    return SafetyNumber(first[0] + second[0], first[1] + second[1])
 
 
 def qr_payload(local: PublicIdentity, remote: PublicIdentity) -> str:

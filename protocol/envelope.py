@@ -183,16 +183,23 @@ def seal_group(op: VerifiedOp, *, epoch: EpochKey, route_tag: bytes, nonce: byte
 
 
 def open_group(
-    env: GroupEnvelope, *, epochs: Mapping[bytes, EpochKey], network_id: bytes
+    env: GroupEnvelope,
+    *,
+    epochs: Mapping[bytes, EpochKey],
+    network_id: bytes,
+    route_tag: bytes,
 ) -> VerifiedOp:
-    """Decrypt and verify a group envelope of network ``network_id``.
+    """Decrypt and verify a group envelope of the network with ``network_id``/``route_tag``.
 
     Raises:
+        RemoteProtocolError: the envelope carries another network's route tag.
         MissingEpochKey: we hold no key for its epoch (yet).
         DecryptionFailed: the ciphertext or its header was altered.
         RemoteProtocolError: the plaintext is malformed or the op claims another network.
         BadSignature: the op's signature does not verify.
     """
+    if env.route_tag != route_tag:
+        raise RemoteProtocolError("envelope belongs to another network")
     key = epochs.get(env.epoch_id)
     if key is None:
         raise MissingEpochKey(f"no key for epoch {env.epoch_id.hex()}")

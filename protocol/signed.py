@@ -20,9 +20,7 @@ from typing import Any
 
 import msgpack
 
-from crypto import Identity
-from crypto._primitives import ed25519_verify
-from crypto.identity import signing_input
+from crypto import Identity, verify_signature
 from protocol import wire
 from protocol._errors import LocalProtocolError, RemoteProtocolError
 
@@ -50,7 +48,6 @@ _TYPE_RE = re.compile(r"[a-z][a-z_]{0,31}")
 _VALID_TYPES: set[str] = set()
 _FIELDS = ("author", "body", "lamport", "net", "parents", "seq", "time", "type")
 _DOMAIN = b"op"
-_SIGNING_PREFIX = signing_input(_DOMAIN, b"")
 _packb = msgpack.packb
 _blake2b = hashlib.blake2b  # op_id = BLAKE2b-256, as crypto.hash256; inlined on the hot path
 
@@ -196,7 +193,7 @@ def verify_signed_op(signed: bytes) -> VerifiedOp:
     outer_len = 3 + (2 if n < 0x100 else 3 if n < 0x10000 else 5) + n + SIGNATURE_BYTES
     if len(signed) != outer_len or _packb(op, use_bin_type=True) != op_bytes:
         raise RemoteProtocolError("non-canonical op encoding")
-    ed25519_verify(op["author"], op_bytes, signature, _SIGNING_PREFIX)
+    verify_signature(op["author"], _DOMAIN, op_bytes, signature)
     return _verified(op, signed)
 
 

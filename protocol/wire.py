@@ -41,14 +41,14 @@ _unpackb = msgpack.unpackb
 
 
 def _canonicalise(obj: Any, depth: int) -> Any:
-    if depth > MAX_DEPTH:
-        raise LocalProtocolError("value nested too deeply")
     if obj is None or isinstance(obj, bool | str | bytes):
         return obj
     if isinstance(obj, int):
         if not _INT_MIN <= obj <= _INT_MAX:
             raise LocalProtocolError("integer out of range")
         return obj
+    if depth >= MAX_DEPTH and isinstance(obj, list | tuple | dict):
+        raise LocalProtocolError("value nested too deeply")
     if isinstance(obj, list | tuple):
         return [_canonicalise(v, depth + 1) for v in obj]
     if isinstance(obj, dict):
@@ -65,7 +65,11 @@ def encode(obj: Any) -> bytes:
         LocalProtocolError: ``obj`` holds a float, a non-text map key, or another type
             that has no canonical form.
     """
-    return _packb(_canonicalise(obj, 0), use_bin_type=True)
+    try:
+        return _packb(_canonicalise(obj, 0), use_bin_type=True)
+    except UnicodeEncodeError:
+        # Lone surrogates (e.g. undecodable bytes in a command-line argument).
+        raise LocalProtocolError("text is not valid Unicode") from None
 
 
 def check_canonical(obj: Any, depth: int = 0) -> None:
@@ -100,8 +104,11 @@ def _reject_ext(code: int, data: bytes) -> Any:
 def unpack(data: bytes, *, max_size: int, max_items: int = 4096) -> Any:
     """Strictly unpack one value, *without* the canonical check (callers add their own).
 
+    Floats decode here; :func:`check_canonical` or the caller's exact type checks refuse
+    them.
+
     Raises:
-        RemoteProtocolError: malformed, oversized, trailing bytes, ext types, floats.
+        RemoteProtocolError: malformed, oversized, trailing bytes, ext types, bad UTF-8.
     """
     if not isinstance(data, bytes):
         raise RemoteProtocolError("expected bytes")
