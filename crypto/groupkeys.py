@@ -55,7 +55,7 @@ class NetworkSecret:
     secret: bytes = field(repr=False)
 
     def __post_init__(self) -> None:
-        check_length("network secret", self.secret, KEY_BYTES)
+        object.__setattr__(self, "secret", check_length("network secret", self.secret, KEY_BYTES))
 
     @classmethod
     def generate(cls) -> NetworkSecret:
@@ -100,8 +100,10 @@ class EpochKey:
     key: bytes = field(repr=False)
 
     def __post_init__(self) -> None:
-        check_length("epoch id", self.epoch_id, EPOCH_ID_BYTES)
-        check_length("epoch key", self.key, KEY_BYTES)
+        object.__setattr__(
+            self, "epoch_id", check_length("epoch id", self.epoch_id, EPOCH_ID_BYTES)
+        )
+        object.__setattr__(self, "key", check_length("epoch key", self.key, KEY_BYTES))
 
     @classmethod
     def generate(cls) -> EpochKey:
@@ -109,7 +111,7 @@ class EpochKey:
 
     def encrypt(self, plaintext: bytes, aad: bytes, nonce: bytes) -> bytes:
         """Encrypt with the caller's fresh nonce (see :func:`random_bytes`)."""
-        check_length("nonce", nonce, XNONCE_BYTES)
+        nonce = check_length("nonce", nonce, XNONCE_BYTES)
         return aead_encrypt(self.key, nonce, plaintext, aad)
 
     def decrypt(self, ciphertext: bytes, aad: bytes, nonce: bytes) -> bytes:
@@ -135,7 +137,7 @@ class LocalKey:
     key: bytes = field(repr=False)
 
     def __post_init__(self) -> None:
-        check_length("profile key", self.key, KEY_BYTES)
+        object.__setattr__(self, "key", check_length("profile key", self.key, KEY_BYTES))
 
     @classmethod
     def generate(cls) -> LocalKey:

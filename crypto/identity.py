@@ -68,7 +68,7 @@ class PublicIdentity:
     key: bytes
 
     def __post_init__(self) -> None:
-        check_length("public key", self.key, PUBLIC_KEY_BYTES)
+        object.__setattr__(self, "key", check_length("public key", self.key, PUBLIC_KEY_BYTES))
 
     @property
     def fingerprint(self) -> str:
@@ -111,10 +111,7 @@ class Identity:
     )
 
     def __post_init__(self) -> None:
-        try:
-            check_length("identity seed", self.seed, KEY_BYTES)
-        except KeyLengthError:
-            raise
+        object.__setattr__(self, "seed", check_length("identity seed", self.seed, KEY_BYTES))
         signing = nacl.signing.SigningKey(self.seed)
         object.__setattr__(self, "_signing", signing)
         object.__setattr__(

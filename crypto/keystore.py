@@ -212,8 +212,18 @@ def _atomic_write(path: Path, data: bytes, *, exclusive: bool = False) -> None:
             fh.flush()
             os.fsync(fh.fileno())
         if exclusive:
-            os.link(tmp, path)
-            tmp.unlink()
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                raise
+            except OSError:
+                # File systems without hard links (FAT, exFAT on a USB stick): fall back
+                # to a rename, after the existence check create_keystore already made.
+                if path.exists():
+                    raise FileExistsError(f"a keystore already exists at {path}") from None
+                os.replace(tmp, path)
+            else:
+                tmp.unlink()
         else:
             os.replace(tmp, path)
     except BaseException:

@@ -12,6 +12,7 @@ the QR code and offers words as an aid.
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 
 from crypto._primitives import hash256
@@ -54,7 +55,10 @@ class SafetyNumber:
 
     def matches(self, typed: str) -> bool:
         """Whether ``typed`` (spaces and dashes allowed) is this number."""
-        cleaned = "".join(ch for ch in typed if ch not in " -\t")
+        # Any script's decimal digits count: Persian and Arabic-Indic keyboards type their own.
+        cleaned = "".join(
+            str(unicodedata.digit(ch)) if ch.isdecimal() else ch for ch in typed if ch not in " -\t"
+        )
         return cleaned == self.digits
 
 

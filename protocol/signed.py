@@ -231,6 +231,8 @@ def sign_op(
     Raises:
         LocalProtocolError: a field is invalid or the op is too large.
     """
+    if not isinstance(parents, list | tuple) or not all(isinstance(p, bytes) for p in parents):
+        raise LocalProtocolError("parents must be a list of op ids (bytes)")
     op = {
         "author": identity.public.key,
         "body": body,
