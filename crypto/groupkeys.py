@@ -79,6 +79,15 @@ class NetworkSecret:
         """The 32-byte libp2p private-network pre-shared key."""
         return self._derive(b"p2pnet-psk")
 
+    @property
+    def export_key(self) -> EpochKey:
+        """The key for exported files every member can open (decision logs).
+
+        An :class:`EpochKey` whose id is derived too, so a file names which key it needs
+        without revealing the network.
+        """
+        return EpochKey(self._derive(b"p2pnet-exportid", 16), self._derive(b"p2pnet-export"))
+
     def lan_token(self, period: int) -> bytes:
         """The LAN-discovery token for time period ``period`` (the caller picks the clock).
 

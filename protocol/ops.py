@@ -154,7 +154,6 @@ OP_TYPES: dict[str, dict[str, tuple[Check, bool]]] = {
         "member": (_KEY, True),
         "display_name": (_NAME, True),
         "kind": (_enum(MEMBER_KINDS), True),
-        "decision": (_OP_ID, False),
     },
     "member_update": {
         "display_name": (_NAME, False),
@@ -167,8 +166,7 @@ OP_TYPES: dict[str, dict[str, tuple[Check, bool]]] = {
     "leave": {},
     "emergency_remove": {
         "subject": (_KEY, True),
-        "cutoff": (_int(0, _MAX_TIME), True),
-        "reason": (_REASON, True),
+        "reason": (_text(2_000, min_chars=1), True),
     },
     "verify": {
         "subject": (_KEY, True),

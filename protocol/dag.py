@@ -1,0 +1,295 @@
+"""The op DAG: parents, waiting for missing parents, chains, equivocation, causal queries.
+
+Theory of operation
+-------------------
+Every op but the network's genesis names parents; an op is *ready* once all of them are
+known. Ready ops are checked against the DAG rules and then indexed:
+
+- ``lamport == 1 + max(lamport of parents)`` (the genesis has lamport 1 and no parents);
+- ``seq == 1``, or one parent is the author's op with ``seq - 1`` (the author's chain);
+- only the genesis whose id the network committed to may be parentless.
+
+An op that breaks a rule is *rejected* (never indexed); ops naming it as a parent wait
+forever and count against the waiting bound. Two different ops by one author with the
+same ``seq`` are *equivocation* (a cloned or forked device): both are kept, and the
+author is flagged.
+
+Fold order is ``(lamport, op_id)``. Since lamport grows along every edge, that order is a
+topological order: parents first, ties broken by id, the same on every node.
+
+Causal queries use a version vector per op, ``V[x][a]`` = the highest ``seq`` of author
+``a`` among ``x`` and its ancestors, packed into one Python int with a fixed-width field
+per author (author slots are local indices; the semantics do not depend on them). The
+vector of an op is the field-wise maximum of its parents' vectors plus its own entry;
+the maximum is computed for all fields at once with SWAR arithmetic (a guard bit per
+field absorbs borrows), so a merge costs a handful of big-int operations.
+``V[x][a] >= s`` proves that ``x``'s past holds an op of ``a`` with ``seq >= s`` and so,
+through the chain rule, ``a``'s op with ``seq == s``; that pins down *which* op only when
+``a`` has not equivocated, so for equivocating authors :meth:`Dag.in_past` walks the
+graph instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from protocol.signed import VerifiedOp
+
+__all__ = ["MAX_WAITING", "Dag", "Rejected"]
+
+MAX_WAITING = 20_000
+_FIELD = 25  # 24 value bits (seq up to 16.7 million per author) + 1 guard bit
+_VALUE_BITS = _FIELD - 1
+_VALUE_MASK = (1 << _VALUE_BITS) - 1
+_MAX_SEQ = _VALUE_MASK
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """An op that broke a DAG rule, with the reason."""
+
+    op_id: bytes
+    reason: str
+
+
+class _Masks:
+    """Guard and value masks for a given number of author fields, grown on demand."""
+
+    def __init__(self) -> None:
+        self.fields = 0
+        self.guards = 0
+        self.values = 0
+
+    def grow(self, fields: int) -> None:
+        while self.fields < fields:
+            shift = self.fields * _FIELD
+            self.guards |= 1 << (shift + _VALUE_BITS)
+            self.values |= _VALUE_MASK << shift
+            self.fields += 1
+
+
+class Dag:
+    """An index over the ops of one network. Pure: holds no op bodies beyond waiting ops.
+
+    ``add`` returns the ops that became ready and valid, in an order where parents come
+    first; callers fold them in ``(lamport, op_id)`` order.
+    """
+
+    def __init__(self, genesis_id: bytes) -> None:
+        self.genesis_id = genesis_id
+        self._index: dict[bytes, int] = {}
+        self._ids: list[bytes] = []
+        self._author: list[int] = []
+        self._seq: list[int] = []
+        self._lamport: list[int] = []
+        self._parents: list[tuple[int, ...]] = []
+        self._vector: list[int] = []
+        self._authors: dict[bytes, int] = {}
+        self._author_keys: list[bytes] = []
+        self._chains: dict[tuple[int, int], list[int]] = {}
+        self._equivocators: set[int] = set()
+        self._waiting: dict[bytes, list[VerifiedOp]] = {}
+        self._waiting_ids: set[bytes] = set()
+        self.rejected: list[Rejected] = []
+        self._masks = _Masks()
+        self._heads: set[int] = set()
+        self._latest_seq: list[int] = []
+
+    # -- reading -------------------------------------------------------------------------
+
+    def __contains__(self, op_id: object) -> bool:
+        return op_id in self._index
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    @property
+    def waiting(self) -> int:
+        """How many ops wait for a parent."""
+        return len(self._waiting_ids)
+
+    def missing(self) -> set[bytes]:
+        """Ids named as parents that we do not hold."""
+        return set(self._waiting)
+
+    def lamport(self, op_id: bytes) -> int:
+        return self._lamport[self._index[op_id]]
+
+    def seq(self, op_id: bytes) -> int:
+        return self._seq[self._index[op_id]]
+
+    def author(self, op_id: bytes) -> bytes:
+        return self._author_keys[self._author[self._index[op_id]]]
+
+    def order_key(self, op_id: bytes) -> tuple[int, bytes]:
+        """The fold-order key of an indexed op."""
+        return self._lamport[self._index[op_id]], op_id
+
+    def ops_of(self, author: bytes, seq: int) -> list[bytes]:
+        """Ids of ``author``'s ops with this ``seq`` (two or more: equivocation)."""
+        slot = self._authors.get(author)
+        if slot is None:
+            return []
+        return [self._ids[i] for i in self._chains.get((slot, seq), [])]
+
+    def latest(self, author: bytes) -> tuple[int, bytes] | None:
+        """``author``'s highest ``seq`` and that op's id (the highest id on a fork)."""
+        slot = self._authors.get(author)
+        if slot is None:
+            return None
+        seq = self._latest_seq[slot]
+        return seq, max(self._ids[i] for i in self._chains[(slot, seq)])
+
+    def equivocators(self) -> set[bytes]:
+        """Authors with two different ops at one ``seq``."""
+        return {self._author_keys[a] for a in self._equivocators}
+
+    def heads(self) -> list[bytes]:
+        """Ops that no indexed op names as a parent, sorted (the next op's parents)."""
+        return sorted(self._ids[i] for i in self._heads)
+
+    def max_seq_in_past(self, op_id: bytes, author: bytes) -> int:
+        """The highest ``seq`` of ``author`` among ``op_id`` and its ancestors (0: none)."""
+        slot = self._authors.get(author)
+        if slot is None:
+            return 0
+        return (self._vector[self._index[op_id]] >> (slot * _FIELD)) & _VALUE_MASK
+
+    def in_past(self, ancestor: bytes, op_id: bytes) -> bool:
+        """Whether ``ancestor`` is ``op_id`` or one of its ancestors."""
+        a = self._index[ancestor]
+        x = self._index[op_id]
+        if a == x:
+            return True
+        if self._lamport[a] >= self._lamport[x]:
+            return False
+        slot = self._author[a]
+        if (self._vector[x] >> (slot * _FIELD)) & _VALUE_MASK < self._seq[a]:
+            return False
+        if slot not in self._equivocators:
+            return True
+        return self._walk_finds(a, x)
+
+    def _walk_finds(self, target: int, start: int) -> bool:
+        floor = self._lamport[target]
+        stack = [start]
+        seen = {start}
+        while stack:
+            for parent in self._parents[stack.pop()]:
+                if parent == target:
+                    return True
+                if parent not in seen and self._lamport[parent] > floor:
+                    seen.add(parent)
+                    stack.append(parent)
+        return False
+
+    def ancestors(self, op_id: bytes) -> Iterator[bytes]:
+        """Every op in the causal past of ``op_id`` (itself included), in no set order."""
+        start = self._index[op_id]
+        stack = [start]
+        seen = {start}
+        while stack:
+            current = stack.pop()
+            yield self._ids[current]
+            for parent in self._parents[current]:
+                if parent not in seen:
+                    seen.add(parent)
+                    stack.append(parent)
+
+    # -- writing -------------------------------------------------------------------------
+
+    def add(self, op: VerifiedOp) -> list[VerifiedOp]:
+        """Offer one op. Returns the ops that became indexed (this one and any that waited
+        on it), parents first. Duplicates return ``[]``. Invalid ops land in
+        :attr:`rejected`.
+
+        Raises:
+            OverflowError: more than :data:`MAX_WAITING` ops would wait for parents; the
+                op is not kept (the sync layer treats it as a misbehaving peer).
+        """
+        if op.op_id in self._index or op.op_id in self._waiting_ids:
+            return []
+        missing = [p for p in op.parents if p not in self._index]
+        if missing:
+            if len(self._waiting_ids) >= MAX_WAITING:
+                raise OverflowError("too many ops wait for missing parents")
+            self._waiting_ids.add(op.op_id)
+            # Wait on one missing parent; when it arrives the op is offered again.
+            self._waiting.setdefault(missing[0], []).append(op)
+            return []
+        ready: list[VerifiedOp] = []
+        queue = [op]
+        while queue:
+            current = queue.pop()
+            if self._insert(current):
+                ready.append(current)
+                for child in self._waiting.pop(current.op_id, []):
+                    self._waiting_ids.discard(child.op_id)
+                    still_missing = [p for p in child.parents if p not in self._index]
+                    if still_missing:
+                        self._waiting_ids.add(child.op_id)
+                        self._waiting.setdefault(still_missing[0], []).append(child)
+                    else:
+                        queue.append(child)
+        return ready
+
+    def add_all(self, ops: Iterable[VerifiedOp]) -> list[VerifiedOp]:
+        """:meth:`add` for many ops; returns everything that became indexed."""
+        ready: list[VerifiedOp] = []
+        for op in ops:
+            ready.extend(self.add(op))
+        return ready
+
+    def _reject(self, op: VerifiedOp, reason: str) -> bool:
+        self.rejected.append(Rejected(op.op_id, reason))
+        return False
+
+    def _insert(self, op: VerifiedOp) -> bool:
+        parents = tuple(self._index[p] for p in op.parents)
+        if not parents:
+            if op.op_id != self.genesis_id:
+                return self._reject(op, "only the network's genesis may have no parents")
+            if op.lamport != 1 or op.seq != 1:
+                return self._reject(op, "the genesis must have lamport 1 and seq 1")
+        elif op.lamport != 1 + max(self._lamport[p] for p in parents):
+            return self._reject(op, "lamport is not 1 + the parents' highest")
+        if op.seq > _MAX_SEQ:
+            return self._reject(op, "seq too large")
+        slot = self._authors.get(op.author)
+        if op.seq > 1 and (
+            slot is None
+            or not any(self._author[p] == slot and self._seq[p] == op.seq - 1 for p in parents)
+        ):
+            return self._reject(op, "parents do not include the author's previous op")
+        if slot is None:
+            slot = len(self._author_keys)
+            self._authors[op.author] = slot
+            self._author_keys.append(op.author)
+            self._latest_seq.append(0)
+            self._masks.grow(slot + 1)
+        vector = op.seq << (slot * _FIELD)
+        for p in parents:
+            vector = self._merge(vector, self._vector[p])
+        index = len(self._ids)
+        self._index[op.op_id] = index
+        self._ids.append(op.op_id)
+        self._author.append(slot)
+        self._seq.append(op.seq)
+        self._lamport.append(op.lamport)
+        self._parents.append(parents)
+        self._vector.append(vector)
+        self._latest_seq[slot] = max(self._latest_seq[slot], op.seq)
+        self._heads.difference_update(parents)
+        self._heads.add(index)
+        chain = self._chains.setdefault((slot, op.seq), [])
+        chain.append(index)
+        if len(chain) > 1:
+            self._equivocators.add(slot)
+        return True
+
+    def _merge(self, a: int, b: int) -> int:
+        # Field-wise max: per field, the guard bit of (a | G) - b survives iff a >= b.
+        guards = (a | self._masks.guards) - b & self._masks.guards
+        a_wins = guards - (guards >> _VALUE_BITS)
+        return (a & a_wins) | (b & (self._masks.values ^ a_wins))
