@@ -31,6 +31,7 @@ graph instead.
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -80,21 +81,25 @@ class Dag:
         self.genesis_id = genesis_id
         self._index: dict[bytes, int] = {}
         self._ids: list[bytes] = []
-        self._author: list[int] = []
-        self._seq: list[int] = []
-        self._lamport: list[int] = []
+        # Parallel columns, one entry per indexed op (arrays: 4 bytes, not a 28-byte int).
+        self._author = array("I")
+        self._seq = array("I")
+        self._lamport = array("I")
         self._parents: list[tuple[int, ...]] = []
         self._vector: list[int] = []
         self._authors: dict[bytes, int] = {}
         self._author_keys: list[bytes] = []
-        self._chains: dict[tuple[int, int], list[int]] = {}
+        # Per author, the index of its op with seq s at position s - 1 (the first seen);
+        # further ops at a taken (author, seq) go to _forks with the first one.
+        self._chain: list[array[int]] = []
+        self._forks: dict[tuple[int, int], list[int]] = {}
         self._equivocators: set[int] = set()
         self._waiting: dict[bytes, list[VerifiedOp]] = {}
         self._waiting_ids: set[bytes] = set()
         self.rejected: list[Rejected] = []
+        self._rejected: set[bytes] = set()
         self._masks = _Masks()
         self._heads: set[int] = set()
-        self._latest_seq: list[int] = []
 
     # -- reading -------------------------------------------------------------------------
 
@@ -129,17 +134,20 @@ class Dag:
     def ops_of(self, author: bytes, seq: int) -> list[bytes]:
         """Ids of ``author``'s ops with this ``seq`` (two or more: equivocation)."""
         slot = self._authors.get(author)
-        if slot is None:
+        if slot is None or not 1 <= seq <= len(self._chain[slot]):
             return []
-        return [self._ids[i] for i in self._chains.get((slot, seq), [])]
+        return [self._ids[i] for i in self._at(slot, seq)]
+
+    def _at(self, slot: int, seq: int) -> list[int]:
+        return self._forks.get((slot, seq)) or [self._chain[slot][seq - 1]]
 
     def latest(self, author: bytes) -> tuple[int, bytes] | None:
         """``author``'s highest ``seq`` and that op's id (the highest id on a fork)."""
         slot = self._authors.get(author)
         if slot is None:
             return None
-        seq = self._latest_seq[slot]
-        return seq, max(self._ids[i] for i in self._chains[(slot, seq)])
+        seq = len(self._chain[slot])
+        return seq, max(self._ids[i] for i in self._at(slot, seq))
 
     def equivocators(self) -> set[bytes]:
         """Authors with two different ops at one ``seq``."""
@@ -208,9 +216,11 @@ class Dag:
             OverflowError: more than :data:`MAX_WAITING` ops would wait for parents; the
                 op is not kept (the sync layer treats it as a misbehaving peer).
         """
-        if op.op_id in self._index or op.op_id in self._waiting_ids:
+        op_id = op[0]
+        index = self._index
+        if op_id in index or op_id in self._waiting_ids or op_id in self._rejected:
             return []
-        missing = [p for p in op.parents if p not in self._index]
+        missing = [p for p in op[5] if p not in index]
         if missing:
             if len(self._waiting_ids) >= MAX_WAITING:
                 raise OverflowError("too many ops wait for missing parents")
@@ -218,6 +228,8 @@ class Dag:
             # Wait on one missing parent; when it arrives the op is offered again.
             self._waiting.setdefault(missing[0], []).append(op)
             return []
+        if not self._waiting:  # the common case: nothing can be waiting on this op
+            return [op] if self._insert(op) else []
         ready: list[VerifiedOp] = []
         queue = [op]
         while queue:
@@ -242,51 +254,65 @@ class Dag:
         return ready
 
     def _reject(self, op: VerifiedOp, reason: str) -> bool:
+        self._rejected.add(op.op_id)
         self.rejected.append(Rejected(op.op_id, reason))
         return False
 
     def _insert(self, op: VerifiedOp) -> bool:
-        parents = tuple(self._index[p] for p in op.parents)
+        op_id, _net, author, seq, lamport, parent_ids = op[:6]
+        index_of = self._index
+        parents = tuple([index_of[p] for p in parent_ids])
+        lamports = self._lamport
         if not parents:
-            if op.op_id != self.genesis_id:
+            if op_id != self.genesis_id:
                 return self._reject(op, "only the network's genesis may have no parents")
-            if op.lamport != 1 or op.seq != 1:
+            if lamport != 1 or seq != 1:
                 return self._reject(op, "the genesis must have lamport 1 and seq 1")
-        elif op.lamport != 1 + max(self._lamport[p] for p in parents):
+        elif lamport != 1 + max([lamports[p] for p in parents]):
             return self._reject(op, "lamport is not 1 + the parents' highest")
-        if op.seq > _MAX_SEQ:
-            return self._reject(op, "seq too large")
-        slot = self._authors.get(op.author)
-        if op.seq > 1 and (
-            slot is None
-            or not any(self._author[p] == slot and self._seq[p] == op.seq - 1 for p in parents)
-        ):
+        if seq > _MAX_SEQ or lamport > _MAX_SEQ:
+            return self._reject(op, "seq or lamport too large")
+        slot = self._authors.get(author)
+        if seq > 1 and not self._names_previous(slot, seq, parents):
             return self._reject(op, "parents do not include the author's previous op")
         if slot is None:
             slot = len(self._author_keys)
-            self._authors[op.author] = slot
-            self._author_keys.append(op.author)
-            self._latest_seq.append(0)
+            self._authors[author] = slot
+            self._author_keys.append(author)
+            self._chain.append(array("I"))
             self._masks.grow(slot + 1)
-        vector = op.seq << (slot * _FIELD)
+        vector = seq << (slot * _FIELD)
+        vectors = self._vector
+        guard_mask = self._masks.guards
+        value_mask = self._masks.values
         for p in parents:
-            vector = self._merge(vector, self._vector[p])
+            # Field-wise max (see _merge), inlined: this loop runs for every parent.
+            other = vectors[p]
+            guards = (vector | guard_mask) - other & guard_mask
+            wins = guards - (guards >> _VALUE_BITS)
+            vector = (vector & wins) | (other & (value_mask ^ wins))
         index = len(self._ids)
-        self._index[op.op_id] = index
-        self._ids.append(op.op_id)
+        index_of[op_id] = index
+        self._ids.append(op_id)
         self._author.append(slot)
-        self._seq.append(op.seq)
-        self._lamport.append(op.lamport)
+        self._seq.append(seq)
+        lamports.append(lamport)
         self._parents.append(parents)
-        self._vector.append(vector)
-        self._latest_seq[slot] = max(self._latest_seq[slot], op.seq)
+        vectors.append(vector)
         self._heads.difference_update(parents)
         self._heads.add(index)
-        chain = self._chains.setdefault((slot, op.seq), [])
-        chain.append(index)
-        if len(chain) > 1:
+        chain = self._chain[slot]
+        if seq == len(chain) + 1:
+            chain.append(index)
+        else:  # seq <= len(chain): a second op at a taken seq
+            self._forks.setdefault((slot, seq), [chain[seq - 1]]).append(index)
             self._equivocators.add(slot)
         return True
+
+    def _names_previous(self, slot: int | None, seq: int, parents: tuple[int, ...]) -> bool:
+        if slot is None or seq - 1 > len(self._chain[slot]):
+            return False
+        return any(p in parents for p in self._at(slot, seq - 1))
 
     def _merge(self, a: int, b: int) -> int:
         # Field-wise max: per field, the guard bit of (a | G) - b survives iff a >= b.

@@ -38,7 +38,9 @@ always equals :func:`fold` on the same set.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import gc
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -184,31 +186,25 @@ class Folder:
         return True
 
     def _apply(self, op: VerifiedOp) -> None:
-        if op.net != self.network_id:
+        _id, net, author_key, seq, _lamport, _parents, _time, op_type, body = op[:9]
+        if net != self.network_id:
             raise _Invalid("op of another network")
-        problem = body_error(op.type, op.body)
+        problem = body_error(op_type, body)
         if problem:
             raise _Invalid(problem)
-        if op.type == "genesis":
+        if op_type == "genesis":
             self._genesis(op)
             return
         if self.genesis is None:
             raise _Invalid("no genesis")
-        cutoff = self._cutoff(op.author)
-        if cutoff is not None and op.seq > cutoff:
-            raise _Invalid("author was removed or left before this op")
-        author = self.members.get(op.author)
+        author = self.members.get(author_key)
         if author is None or author.status != "active":
             raise _Invalid("author is not an active member")
-        _APPLY[op.type](self, op, author)
-
-    def _cutoff(self, key: bytes) -> int | None:
-        imposed = self.imposed.get(key)
-        member = self.members.get(key)
-        own = member.cutoff if member is not None else None
-        if imposed is None:
-            return own
-        return imposed if own is None else min(imposed, own)
+        if self.imposed:
+            imposed = self.imposed.get(author_key)
+            if imposed is not None and seq > imposed:
+                raise _Invalid("author was removed before this op")
+        _APPLY[op_type](self, op, author)
 
     def _remove(self, key: bytes, *, status: str, cutoff: int, exit_op: bytes) -> None:
         member = self.members[key]
@@ -624,8 +620,27 @@ def _order(op: VerifiedOp) -> tuple[int, bytes]:
     return op.lamport, op.op_id
 
 
+@contextmanager
+def _no_gc_pauses() -> Iterator[None]:
+    # Folding allocates hundreds of thousands of small objects that live on; CPython's
+    # cyclic collector would rescan them again and again (about 20 % of a 100k fold).
+    # Nothing the fold makes is cyclic garbage, so pause the collector for its duration.
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def _fold_indexed(dag: Dag, ops: list[VerifiedOp], network_id: bytes) -> Folder:
     """Fold already-indexed ops (sorted in fold order), imposing cutoffs until stable."""
+    with _no_gc_pauses():
+        return _fold_until_stable(dag, ops, network_id)
+
+
+def _fold_until_stable(dag: Dag, ops: list[VerifiedOp], network_id: bytes) -> Folder:
     imposed: dict[bytes, int] = {}
     while True:
         folder = Folder(dag, network_id, imposed)
@@ -648,9 +663,10 @@ def fold(ops: Iterable[VerifiedOp], *, network_id: bytes, genesis_id: bytes) -> 
     None while the genesis is missing or invalid.
     """
     dag = Dag(genesis_id)
-    ready = dag.add_all(ops)
-    ready.sort(key=_order)
-    return _fold_indexed(dag, ready, network_id).state()
+    with _no_gc_pauses():
+        ready = dag.add_all(ops)
+        ready.sort(key=_order)
+        return _fold_until_stable(dag, ready, network_id).state()
 
 
 class Replica:

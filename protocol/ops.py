@@ -241,20 +241,26 @@ def _subject_error(kind: str, subject: Any, present: bool) -> str | None:
     return None
 
 
+_ALLOWED = {t: frozenset(schema) for t, schema in OP_TYPES.items()}
+_REQUIRED = {
+    t: frozenset(f for f, (_, req) in schema.items() if req) for t, schema in OP_TYPES.items()
+}
+_CHECKS = {t: {f: check for f, (check, _) in schema.items()} for t, schema in OP_TYPES.items()}
+
+
 def body_error(op_type: str, body: Mapping[str, Any]) -> str | None:
     """Why ``body`` is not a valid body for ``op_type``, or None if it is."""
-    schema = OP_TYPES.get(op_type)
-    if schema is None:
+    checks = _CHECKS.get(op_type)
+    if checks is None:
         return f"unknown op type {op_type!r}"
-    unknown = set(body) - set(schema)
-    if unknown:
-        return f"unknown fields: {', '.join(sorted(unknown))}"
-    for field, (check, required) in schema.items():
-        if field not in body:
-            if required:
-                return f"missing field: {field}"
-            continue
-        problem = check(body[field])
+    keys = body.keys()
+    if not keys <= _ALLOWED[op_type]:
+        return f"unknown fields: {', '.join(sorted(keys - _ALLOWED[op_type]))}"
+    if not _REQUIRED[op_type] <= keys:
+        missing = [f for f in OP_TYPES[op_type] if f in _REQUIRED[op_type] and f not in keys]
+        return f"missing field: {missing[0]}"
+    for field, value in body.items():
+        problem = checks[field](value)
         if problem:
             return f"{field} {problem}"
     if op_type == "member_update" and not body:
