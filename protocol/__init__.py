@@ -20,16 +20,25 @@ from protocol.envelope import (
     seal_group,
     seal_to_member,
 )
+from protocol.fold import Replica, fold
+from protocol.log import LogReport, export_log
+from protocol.logverify import verify_log
 from protocol.signed import VerifiedOp, op_id_of, sign_op, verify_signed_op
+from protocol.state import NetworkState
 
 __all__ = [
     "GroupEnvelope",
     "LocalProtocolError",
+    "LogReport",
     "MissingEpochKey",
+    "NetworkState",
     "ProtocolError",
     "RemoteProtocolError",
+    "Replica",
     "SealedEnvelope",
     "VerifiedOp",
+    "export_log",
+    "fold",
     "op_id_of",
     "open_group",
     "open_sealed",
@@ -37,5 +46,6 @@ __all__ = [
     "seal_group",
     "seal_to_member",
     "sign_op",
+    "verify_log",
     "verify_signed_op",
 ]
