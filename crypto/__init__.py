@@ -33,10 +33,13 @@ from crypto.keystore import (
     wipe,
 )
 from crypto.safety import SafetyNumber, qr_payload, safety_number
+from crypto.stream import STREAM_HEADER_BYTES, STREAM_OVERHEAD, StreamOpener, StreamSealer
 
 __all__ = [
     "EPOCH_ID_BYTES",
     "ROUTE_TAG_BYTES",
+    "STREAM_HEADER_BYTES",
+    "STREAM_OVERHEAD",
     "BadSignature",
     "CryptoError",
     "DecryptionFailed",
@@ -52,6 +55,8 @@ __all__ = [
     "NetworkSecret",
     "PublicIdentity",
     "SafetyNumber",
+    "StreamOpener",
+    "StreamSealer",
     "UnlockedKeystore",
     "create_keystore",
     "hash256",

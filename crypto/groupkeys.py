@@ -88,6 +88,12 @@ class NetworkSecret:
         """
         return EpochKey(self._derive(b"p2pnet-exportid", 16), self._derive(b"p2pnet-export"))
 
+    @property
+    def bundle_key(self) -> EpochKey:
+        """The key for bundle files and bundle summaries carried by hand (its id is never
+        written: readers try their networks' keys, so bundles cannot be linked by it)."""
+        return EpochKey(self._derive(b"p2pnet-bundleid", 16), self._derive(b"p2pnet-bundle"))
+
     def lan_token(self, period: int) -> bytes:
         """The LAN-discovery token for time period ``period`` (the caller picks the clock).
 

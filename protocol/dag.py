@@ -149,6 +149,24 @@ class Dag:
         seq = len(self._chain[slot])
         return seq, max(self._ids[i] for i in self._at(slot, seq))
 
+    def chains(self) -> Iterator[tuple[bytes, int, bytes]]:
+        """Per author: (author, highest seq, id of that op — the highest id on a fork)."""
+        for slot, author in enumerate(self._author_keys):
+            seq = len(self._chain[slot])
+            yield author, seq, max(self._ids[i] for i in self._at(slot, seq))
+
+    def ops_above(self, author: bytes, seq: int) -> list[bytes]:
+        """Ids of ``author``'s indexed ops with a higher ``seq`` (forks included)."""
+        slot = self._authors.get(author)
+        if slot is None:
+            return []
+        chain = self._chain[slot]
+        found = [self._ids[i] for i in chain[max(seq, 0) :]]
+        for (fork_slot, fork_seq), indices in self._forks.items():
+            if fork_slot == slot and fork_seq > seq:
+                found.extend(self._ids[i] for i in indices[1:])
+        return found
+
     def equivocators(self) -> set[bytes]:
         """Authors with two different ops at one ``seq``."""
         return {self._author_keys[a] for a in self._equivocators}
