@@ -23,7 +23,13 @@ from crypto.groupkeys import (
     NetworkSecret,
     random_bytes,
 )
-from crypto.identity import Identity, PublicIdentity, signing_input, verify_signature
+from crypto.identity import (
+    Identity,
+    PublicIdentity,
+    is_valid_public_key,
+    signing_input,
+    verify_signature,
+)
 from crypto.keystore import (
     KdfParams,
     KeystoreContents,
@@ -60,6 +66,7 @@ __all__ = [
     "UnlockedKeystore",
     "create_keystore",
     "hash256",
+    "is_valid_public_key",
     "open_keystore",
     "qr_payload",
     "random_bytes",

@@ -25,7 +25,13 @@ from crypto._primitives import (
     hash256,
 )
 
-__all__ = ["Identity", "PublicIdentity", "signing_input", "verify_signature"]
+__all__ = [
+    "Identity",
+    "PublicIdentity",
+    "is_valid_public_key",
+    "signing_input",
+    "verify_signature",
+]
 
 _DOMAIN_MAX = 32
 
@@ -35,6 +41,15 @@ def signing_input(domain: bytes, message: bytes) -> bytes:
     if not domain or len(domain) > _DOMAIN_MAX or b"\x00" in domain:
         raise ValueError("bad signature domain")
     return b"p2pnet/" + domain + b"\x00" + message
+
+
+def is_valid_public_key(key: bytes) -> bool:
+    """Whether ``key`` is an Ed25519 public key we can verify with and seal to."""
+    try:
+        PublicIdentity(key).x25519()
+    except (KeyLengthError, TypeError):
+        return False
+    return True
 
 
 def verify_signature(public_key: bytes, domain: bytes, message: bytes, signature: bytes) -> None:

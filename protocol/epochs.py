@@ -23,6 +23,7 @@ from crypto import (
     Identity,
     KeyLengthError,
     PublicIdentity,
+    is_valid_public_key,
     verify_signature,
 )
 from protocol import wire
@@ -71,16 +72,24 @@ def rotate_epoch(
     envelopes = [
         seal_to_member(PublicIdentity(member), payload, route_tag=route_tag)
         for member in sorted(state.active_members())
-        if member != identity.public.key
+        # The fold admits only valid keys; the check keeps one bad key from blocking
+        # every rotation should a future rule let one in.
+        if member != identity.public.key and is_valid_public_key(member)
     ]
     return op, envelopes
 
 
 def open_epoch_key(
-    env: SealedEnvelope, identity: Identity, state: NetworkState
+    env: SealedEnvelope,
+    identity: Identity,
+    state: NetworkState,
+    *,
+    epoch_op: VerifiedOp | None = None,
 ) -> tuple[EpochKey, bytes]:
     """Open a sealed epoch key addressed to ``identity``; returns the key and the id of
-    the ``epoch`` op that announces it.
+    the ``epoch`` op that announces it. Pass that op once held: the key is then accepted
+    only if the op announces this epoch id and was written by the payload's signer, so
+    one member cannot hand out a different key under another member's epoch.
 
     Raises:
         DecryptionFailed: not addressed to us.
@@ -95,7 +104,7 @@ def open_epoch_key(
     body = wire.decode(body_bytes, max_size=_MAX_PAYLOAD, max_items=6)
     if type(body) is not list or len(body) != 6 or body[0] != _TAG:
         raise RemoteProtocolError("malformed epoch key payload")
-    _, network_id, epoch_id, key, epoch_op, signer = body
+    _, network_id, epoch_id, key, announced, signer = body
     if network_id != state.network_id:
         raise RemoteProtocolError("epoch key for another network")
     member = state.members.get(signer) if type(signer) is bytes else None
@@ -106,6 +115,13 @@ def open_epoch_key(
         epoch = EpochKey(epoch_id, key)
     except KeyLengthError:
         raise RemoteProtocolError("malformed epoch key") from None
-    if type(epoch_op) is not bytes or len(epoch_op) != 32:
+    if type(announced) is not bytes or len(announced) != 32:
         raise RemoteProtocolError("malformed epoch op id")
-    return epoch, epoch_op
+    if epoch_op is not None and (
+        epoch_op.op_id != announced
+        or epoch_op.type != "epoch"
+        or epoch_op.author != signer
+        or epoch_op.body.get("epoch") != epoch_id
+    ):
+        raise RemoteProtocolError("the epoch key does not match the op that announces it")
+    return epoch, announced

@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from crypto import is_valid_public_key
 from protocol._errors import ProtocolError
 from protocol.dag import Dag
 from protocol.ops import body_error
@@ -352,6 +353,8 @@ def _member_admit(f: Folder, op: VerifiedOp, author: _MemberRec) -> None:
     key = op.body["member"]
     if key in f.members:
         raise _Invalid("already a member, or a former member (who needs a new key)")
+    if not is_valid_public_key(key):
+        raise _Invalid("not a valid public key")
     f.members[key] = _MemberRec(
         key, op.body["display_name"], op.body["kind"], admitted_by=op.op_id, invited_by=op.author
     )
@@ -451,8 +454,8 @@ def _proposal(f: Folder, op: VerifiedOp, author: _MemberRec) -> None:
 
 
 def _check_subject(f: Folder, kind: str, subject: Any) -> None:
-    if kind == "admission" and subject in f.members:
-        raise _Invalid("already a member, or a former member")
+    if kind == "admission" and (subject in f.members or not is_valid_public_key(subject)):
+        raise _Invalid("already a member, a former member, or not a valid key")
     if kind == "removal":
         target = f.members.get(subject)
         if target is None or target.status != "active":

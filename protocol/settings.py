@@ -66,7 +66,7 @@ class Settings:
         if self.admission not in ADMISSION_MODES:
             raise LocalProtocolError(f"admission must be one of {', '.join(ADMISSION_MODES)}")
         if type(self.emergency_k) is not int or not 2 <= self.emergency_k <= _MAX_K:
-            raise LocalProtocolError("emergency removal needs at least 2 members")
+            raise LocalProtocolError(f"emergency removal needs 2 to {_MAX_K} members")
         for name in ("grace_ms", "closes_in_ms"):
             value = getattr(self, name)
             if type(value) is not int or not 0 <= value <= _MAX_MS:

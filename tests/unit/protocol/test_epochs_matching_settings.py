@@ -156,3 +156,52 @@ def test_settings_from_wire_is_strict(mutate: Any) -> None:
     wire_form = mutate(defaults_for("coordination").to_wire())
     with pytest.raises(RemoteProtocolError):
         Settings.from_wire(dict(sorted(wire_form.items())))
+
+
+def test_invalid_keys_cannot_be_admitted_so_rotation_cannot_be_blocked() -> None:
+    sim = _network("ana", "ben")
+    sim.op("ana", "member_admit", {"member": bytes(32), "display_name": "Zero", "kind": "media"})
+    state = sim.state("ana")
+    assert bytes(32) not in state.members
+    leave = sim.op("ben", "leave", {})
+    sim.sync_all()
+    op, envelopes = rotate_epoch(
+        identity("ana"),
+        sim.replicas["ana"].dag,
+        sim.state("ana"),
+        new_epoch=EpochKey.generate(),
+        cause=leave.op_id,
+        route_tag=sim.secret.route_tag,
+        time=sim.time,
+    )
+    assert op.type == "epoch"
+    assert envelopes == []
+
+
+def test_epoch_key_must_match_its_announcing_op() -> None:
+    sim = _network("ana", "ben", "cyd")
+    leave = sim.op("cyd", "leave", {})
+    sim.sync_all()
+    state = sim.state("ana")
+    honest, envelopes = rotate_epoch(
+        identity("ana"),
+        sim.replicas["ana"].dag,
+        state,
+        new_epoch=EpochKey.generate(),
+        cause=leave.op_id,
+        route_tag=sim.secret.route_tag,
+        time=sim.time,
+    )
+    key_for_ben, _ = open_epoch_key(_sealed(envelopes[0]), identity("ben"), state, epoch_op=honest)
+    # Ben, also a member, sends his own key claiming Ana's epoch op.
+    _, forged = rotate_epoch(
+        identity("ben"),
+        sim.replicas["ben"].dag,
+        state,
+        new_epoch=EpochKey(key_for_ben.epoch_id, b"f" * 32),
+        cause=leave.op_id,
+        route_tag=sim.secret.route_tag,
+        time=sim.time,
+    )
+    with pytest.raises(RemoteProtocolError, match="does not match"):
+        open_epoch_key(_sealed(forged[0]), identity("ana"), state, epoch_op=honest)

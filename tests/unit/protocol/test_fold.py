@@ -362,7 +362,7 @@ def test_emergency_removal_at_the_kth_distinct_signature() -> None:
 
 
 def test_emergency_needs_at_least_two_by_settings() -> None:
-    with pytest.raises(ValueError, match="at least 2"):
+    with pytest.raises(ValueError, match="needs 2 to"):
         defaults_for("coordination").__class__(
             **{**defaults_for("coordination").__dict__, "emergency_k": 1}
         )
