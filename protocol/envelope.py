@@ -39,8 +39,10 @@ from protocol.signed import VerifiedOp, verify_signed_op
 __all__ = [
     "BUCKETS",
     "MAX_ENVELOPE_BYTES",
+    "Envelope",
     "GroupEnvelope",
     "SealedEnvelope",
+    "decrypt_group",
     "open_group",
     "open_sealed",
     "pad",
@@ -198,16 +200,31 @@ def open_group(
         RemoteProtocolError: the plaintext is malformed or the op claims another network.
         BadSignature: the op's signature does not verify.
     """
+    op = verify_signed_op(decrypt_group(env, epochs=epochs, route_tag=route_tag))
+    if op.net != network_id:
+        raise RemoteProtocolError("op belongs to another network")
+    return op
+
+
+def decrypt_group(
+    env: GroupEnvelope, *, epochs: Mapping[bytes, EpochKey], route_tag: bytes
+) -> bytes:
+    """The first half of :func:`open_group`: the signed op bytes, *not yet verified*.
+
+    For callers that verify many signatures at once (in parallel); pass the result to
+    :func:`~protocol.signed.verify_signed_op` and check the op's network.
+
+    Raises:
+        RemoteProtocolError: another network's route tag, or bad padding.
+        MissingEpochKey: we hold no key for its epoch (yet).
+        DecryptionFailed: the ciphertext or its header was altered.
+    """
     if env.route_tag != route_tag:
         raise RemoteProtocolError("envelope belongs to another network")
     key = epochs.get(env.epoch_id)
     if key is None:
         raise MissingEpochKey(f"no key for epoch {env.epoch_id.hex()}")
-    signed = unpad(key.decrypt(env.ciphertext, env.aad, env.nonce))
-    op = verify_signed_op(signed)
-    if op.net != network_id:
-        raise RemoteProtocolError("op belongs to another network")
-    return op
+    return unpad(key.decrypt(env.ciphertext, env.aad, env.nonce))
 
 
 def seal_to_member(recipient: PublicIdentity, payload: bytes, *, route_tag: bytes) -> bytes:

@@ -61,7 +61,7 @@ from protocol.state import (
     Position,
 )
 
-__all__ = ["Folder", "Replica", "fold"]
+__all__ = ["Folder", "Replica", "fold", "no_gc_pauses"]
 
 WITHDRAW = "withdraw"
 _MAX_REASONS = 256
@@ -624,7 +624,8 @@ def _order(op: VerifiedOp) -> tuple[int, bytes]:
 
 
 @contextmanager
-def _no_gc_pauses() -> Iterator[None]:
+def no_gc_pauses() -> Iterator[None]:
+    """Pause CPython's cyclic collector while building many long-lived objects."""
     # Folding allocates hundreds of thousands of small objects that live on; CPython's
     # cyclic collector would rescan them again and again (about 20 % of a 100k fold).
     # Nothing the fold makes is cyclic garbage, so pause the collector for its duration.
@@ -639,7 +640,7 @@ def _no_gc_pauses() -> Iterator[None]:
 
 def _fold_indexed(dag: Dag, ops: list[VerifiedOp], network_id: bytes) -> Folder:
     """Fold already-indexed ops (sorted in fold order), imposing cutoffs until stable."""
-    with _no_gc_pauses():
+    with no_gc_pauses():
         return _fold_until_stable(dag, ops, network_id)
 
 
@@ -666,7 +667,7 @@ def fold(ops: Iterable[VerifiedOp], *, network_id: bytes, genesis_id: bytes) -> 
     None while the genesis is missing or invalid.
     """
     dag = Dag(genesis_id)
-    with _no_gc_pauses():
+    with no_gc_pauses():
         ready = dag.add_all(ops)
         ready.sort(key=_order)
         return _fold_until_stable(dag, ready, network_id).state()
@@ -692,7 +693,15 @@ class Replica:
         Raises:
             OverflowError: too many ops wait for missing parents (see :class:`Dag`).
         """
-        ready = self.dag.add(op)
+        return self.add_many([op])
+
+    def add_many(self, ops: Iterable[VerifiedOp]) -> list[VerifiedOp]:
+        """:meth:`add` for a batch (one sort, one pass).
+
+        Raises:
+            OverflowError: too many ops wait for missing parents (see :class:`Dag`).
+        """
+        ready = self.dag.add_all(ops)
         if not ready:
             return ready
         ready.sort(key=_order)

@@ -13,19 +13,30 @@ every node must hold the same set to reach the same state.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from crypto import CryptoError, EpochKey
 from protocol._errors import MissingEpochKey, RemoteProtocolError
 from protocol.dag import Dag
-from protocol.envelope import GroupEnvelope, open_group, parse_envelope
-from protocol.fold import Replica
-from protocol.signed import VerifiedOp
+from protocol.envelope import Envelope, GroupEnvelope, decrypt_group, parse_envelope
+from protocol.fold import Replica, no_gc_pauses
+from protocol.signed import VerifiedOp, verify_signed_op
 from protocol.syncpeer import ReceiveReport
 
 __all__ = ["DagChains", "MemoryHoldings"]
 
 MAX_UNATTRIBUTED = 100_000
+
+Verifier = Callable[[Sequence[bytes]], list[VerifiedOp]]
+
+
+def verify_all(signed: Sequence[bytes]) -> list[VerifiedOp]:
+    """Verify signed ops one after the other (the default :data:`Verifier`).
+
+    Raises:
+        RemoteProtocolError, BadSignature: at the first bad one.
+    """
+    return [verify_signed_op(s) for s in signed]
 
 
 class DagChains:
@@ -54,7 +65,11 @@ class MemoryHoldings:
         genesis_id: bytes,
         route_tag: bytes,
         epochs: Mapping[bytes, EpochKey],
+        verifier: Verifier = verify_all,
     ) -> None:
+        """``verifier`` checks a batch of signed ops; a node passes one that spreads the
+        signature checks over its cores (p2pnet.verify)."""
+        self._verify = verifier
         self.network_id = network_id
         self.route_tag = route_tag
         self.epochs = dict(epochs)
@@ -78,42 +93,50 @@ class MemoryHoldings:
     def unattributed(self) -> Mapping[bytes, bytes]:
         return self._unattributed
 
-    def receive(self, envelopes: Sequence[bytes]) -> ReceiveReport:
-        """Validate a batch, then keep it.
+    def receive(self, envelopes: Sequence[bytes | Envelope]) -> ReceiveReport:
+        """Validate a batch (raw or already parsed envelopes), then keep it.
 
         Raises:
             RemoteProtocolError: an envelope is malformed, of another network, does not
                 decrypt under the key its epoch id names, or carries a bad signature.
         """
-        opened: list[tuple[bytes, bytes, VerifiedOp | None]] = []
+        with no_gc_pauses():
+            return self._receive(envelopes)
+
+    def _receive(self, envelopes: Sequence[bytes | Envelope]) -> ReceiveReport:
+        parsed: list[tuple[bytes, bytes, bytes | None]] = []  # (envelope id, data, signed)
         duplicates = 0
-        for data in envelopes:
-            env = parse_envelope(data)
+        for item in envelopes:
+            env = parse_envelope(item) if isinstance(item, bytes) else item
             if env.route_tag != self.route_tag:
                 raise RemoteProtocolError("envelope of another network")
             if env.envelope_id in self.envelope_ids:
                 duplicates += 1
                 continue
-            op: VerifiedOp | None = None
+            signed: bytes | None = None
             if isinstance(env, GroupEnvelope):
                 try:
-                    op = open_group(
-                        env,
-                        epochs=self.epochs,
-                        network_id=self.network_id,
-                        route_tag=self.route_tag,
-                    )
+                    signed = decrypt_group(env, epochs=self.epochs, route_tag=self.route_tag)
                 except MissingEpochKey:
-                    op = None
+                    signed = None
                 except CryptoError:
-                    raise RemoteProtocolError(
-                        "an envelope failed decryption or its signature"
-                    ) from None
-            opened.append((env.envelope_id, data, op))
+                    raise RemoteProtocolError("an envelope fails decryption") from None
+            parsed.append((env.envelope_id, env.raw, signed))
+        try:
+            verified = iter(self._verify([s for _, _, s in parsed if s is not None]))
+        except CryptoError:
+            raise RemoteProtocolError("an op's signature does not verify") from None
+        opened: list[tuple[bytes, bytes, VerifiedOp | None]] = []
+        for envelope_id, data, signed in parsed:
+            op = next(verified) if signed is not None else None
+            if op is not None and op.net != self.network_id:
+                raise RemoteProtocolError("op belongs to another network")
+            opened.append((envelope_id, data, op))
         unattributed = sum(1 for _, _, op in opened if op is None)
         if len(self._unattributed) + unattributed > MAX_UNATTRIBUTED:
             raise RemoteProtocolError("too many envelopes we cannot attribute")
         new = rejected = 0
+        ready: list[VerifiedOp] = []
         for envelope_id, data, op in opened:
             if envelope_id in self.envelope_ids:
                 duplicates += 1
@@ -125,14 +148,14 @@ class MemoryHoldings:
             if op.op_id in self.by_op:  # the same op in another envelope (another nonce)
                 duplicates += 1
                 continue
-            before = len(self.replica.dag.rejected)
             self.by_op[op.op_id] = data
-            self.replica.add(op)
-            if len(self.replica.dag.rejected) > before:
-                rejected += 1
-                self.by_op.pop(op.op_id, None)
-            else:
-                new += 1
+            ready.append(op)
+        before = len(self.replica.dag.rejected)
+        self.replica.add_many(ready)
+        for bad in self.replica.dag.rejected[before:]:
+            rejected += 1
+            self.by_op.pop(bad.op_id, None)
+        new = len(ready) - rejected
         return ReceiveReport(new, duplicates, unattributed, rejected)
 
     # -- local writes --------------------------------------------------------------------

@@ -45,7 +45,7 @@ from typing import Any
 
 from protocol import wire
 from protocol._errors import LocalProtocolError, RemoteProtocolError
-from protocol.envelope import MAX_ENVELOPE_BYTES, parse_envelope
+from protocol.envelope import MAX_ENVELOPE_BYTES, Envelope, parse_envelope
 from protocol.reconcile import AUTHOR_PREFIX, ID_PREFIX, MAX_PROBE, Summary
 
 __all__ = [
@@ -119,7 +119,11 @@ class ProbeReply:
 
 @dataclass(frozen=True, slots=True)
 class Batch:
+    """Envelopes to send, or received (then also ``parsed``, checked for structure and
+    route tag, so the receiver does not parse them twice)."""
+
     envelopes: tuple[bytes, ...]
+    parsed: tuple[Envelope, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -331,17 +335,20 @@ class SyncSession:
         if self._unacked_in >= self.limits.window:
             raise RemoteProtocolError("the peer ignored flow control")
         counters = self.counters
+        parsed = []
         for data in envelopes:
             if type(data) is not bytes or len(data) > MAX_ENVELOPE_BYTES:
                 raise RemoteProtocolError("malformed envelope in batch")
-            if parse_envelope(data).route_tag != self.route_tag:
+            envelope = parse_envelope(data)
+            if envelope.route_tag != self.route_tag:
                 raise RemoteProtocolError("envelope of another network")
+            parsed.append(envelope)
             counters.envelope_bytes_in += len(data)
         counters.envelopes_in += len(envelopes)
         if counters.envelopes_in > self.limits.max_session_envelopes:
             raise RemoteProtocolError("the peer sent more envelopes than a session may carry")
         self._unacked_in += 1
-        return Batch(tuple(envelopes))
+        return Batch(tuple(envelopes), tuple(parsed))
 
     def _ack(self, args: list[Any]) -> Event:
         self._expect(PeerState.RECONCILING, PeerState.LIVE)

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from protocol._errors import RemoteProtocolError
+from protocol.envelope import Envelope
 from protocol.reconcile import (
     AUTHOR_PREFIX,
     ID_PREFIX,
@@ -78,7 +79,7 @@ class Holdings(Protocol):
         """Envelope id -> envelope, for envelopes not attributable to an op."""
         ...
 
-    def receive(self, envelopes: Sequence[bytes]) -> ReceiveReport:
+    def receive(self, envelopes: Sequence[bytes | Envelope]) -> ReceiveReport:
         """Validate and store a batch, all or nothing.
 
         Raises:
@@ -173,7 +174,7 @@ class SyncEndpoint:
                 self._enqueue_ops(self._index().ops_above(author, event.common))
             return b""
         if isinstance(event, Batch):
-            report = self.holdings.receive(event.envelopes)
+            report = self.holdings.receive(event.parsed or event.envelopes)
             self.received = ReceiveReport(
                 self.received.new + report.new,
                 self.received.duplicates + report.duplicates,
