@@ -68,10 +68,20 @@ _MAX_REASONS = 256
 
 
 class _Retroactive(Exception):
-    def __init__(self, author: bytes, cutoff: int) -> None:
+    def __init__(self, author: bytes, cutoff: int, trigger: bytes) -> None:
         super().__init__()
         self.author = author
         self.cutoff = cutoff
+        self.trigger = trigger
+
+
+@dataclass(frozen=True, slots=True)
+class _Imposed:
+    """A removal found retroactively: ``author`` is cut off at ``cutoff`` and counts as
+    removed from the op ``trigger`` on, whatever that op turns out to do in the rerun."""
+
+    cutoff: int
+    trigger: bytes
 
 
 class _Invalid(Exception):
@@ -144,11 +154,14 @@ class Folder:
     """
 
     def __init__(
-        self, dag: Dag, network_id: bytes, imposed: Mapping[bytes, int] | None = None
+        self, dag: Dag, network_id: bytes, imposed: Mapping[bytes, _Imposed] | None = None
     ) -> None:
         self.dag = dag
         self.network_id = network_id
         self.imposed = dict(imposed or {})
+        self._triggers: dict[bytes, list[bytes]] = {}
+        for author, rule in self.imposed.items():
+            self._triggers.setdefault(rule.trigger, []).append(author)
         self.genesis: dict[str, Any] | None = None
         self.settings: Settings | None = None
         self.members: dict[bytes, _MemberRec] = {}
@@ -180,11 +193,25 @@ class Folder:
             self.invalid += 1
             if len(self.reasons) < _MAX_REASONS:
                 self.reasons.append((op.op_id, str(exc)))
-            return False
-        self.applied += 1
-        if op.seq > self.max_applied.get(op.author, 0):
-            self.max_applied[op.author] = op.seq
-        return True
+            valid = False
+        else:
+            self.applied += 1
+            if op.seq > self.max_applied.get(op.author, 0):
+                self.max_applied[op.author] = op.seq
+            valid = True
+        if self._triggers and op.op_id in self._triggers:
+            self._enforce_imposed(op.op_id)
+        return valid
+
+    def _enforce_imposed(self, trigger: bytes) -> None:
+        # Removal wins: the member stays removed even if, in this rerun, the op that
+        # removed them no longer does (docs/state.md §4).
+        for author in self._triggers[trigger]:
+            member = self.members.get(author)
+            if member is not None and member.status == "active":
+                member.status = "removed"
+                member.cutoff = self.imposed[author].cutoff
+                member.exit_op = trigger
 
     def _apply(self, op: VerifiedOp) -> None:
         _id, net, author_key, seq, _lamport, _parents, _time, op_type, body = op[:9]
@@ -203,7 +230,7 @@ class Folder:
             raise _Invalid("author is not an active member")
         if self.imposed:
             imposed = self.imposed.get(author_key)
-            if imposed is not None and seq > imposed:
+            if imposed is not None and seq > imposed.cutoff:
                 raise _Invalid("author was removed before this op")
         _APPLY[op_type](self, op, author)
 
@@ -213,7 +240,7 @@ class Folder:
         member.cutoff = cutoff
         member.exit_op = exit_op
         if self.max_applied.get(key, 0) > cutoff:
-            raise _Retroactive(key, cutoff)
+            raise _Retroactive(key, cutoff, exit_op)
 
     def _genesis(self, op: VerifiedOp) -> None:
         if op.op_id != self.dag.genesis_id or self.genesis is not None:
@@ -645,7 +672,7 @@ def _fold_indexed(dag: Dag, ops: list[VerifiedOp], network_id: bytes) -> Folder:
 
 
 def _fold_until_stable(dag: Dag, ops: list[VerifiedOp], network_id: bytes) -> Folder:
-    imposed: dict[bytes, int] = {}
+    imposed: dict[bytes, _Imposed] = {}
     while True:
         folder = Folder(dag, network_id, imposed)
         try:
@@ -653,9 +680,8 @@ def _fold_until_stable(dag: Dag, ops: list[VerifiedOp], network_id: bytes) -> Fo
                 folder.apply(op)
         except _Retroactive as signal:
             previous = imposed.get(signal.author)
-            imposed[signal.author] = (
-                signal.cutoff if previous is None else min(previous, signal.cutoff)
-            )
+            if previous is None or signal.cutoff < previous.cutoff:
+                imposed[signal.author] = _Imposed(signal.cutoff, signal.trigger)
             continue
         return folder
 
@@ -701,9 +727,19 @@ class Replica:
         Raises:
             OverflowError: too many ops wait for missing parents (see :class:`Dag`).
         """
-        ready = self.dag.add_all(ops)
+        ready: list[VerifiedOp] = []
+        try:
+            for op in ops:
+                ready.extend(self.dag.add(op))
+        finally:
+            # Even when the DAG refuses a later op (OverflowError), fold what it indexed,
+            # so the replica always equals the fold of its DAG.
+            self._fold_in(ready)
+        return ready
+
+    def _fold_in(self, ready: list[VerifiedOp]) -> None:
         if not ready:
-            return ready
+            return
         ready.sort(key=_order)
         self._ops.extend(ready)
         refold = False
@@ -722,7 +758,6 @@ class Replica:
             self._ops.sort(key=_order)
             self._folder = _fold_indexed(self.dag, self._ops, self.network_id)
             self._last = _order(self._ops[-1])
-        return ready
 
     def state(self) -> NetworkState | None:
         return self._folder.state()
