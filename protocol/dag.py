@@ -114,6 +114,23 @@ class Dag:
         """How many ops wait for a parent."""
         return len(self._waiting_ids)
 
+    def is_waiting(self, op_id: bytes) -> bool:
+        """Whether ``op_id`` waits for a parent."""
+        return op_id in self._waiting_ids
+
+    def drop_waiting(self, op_ids: Iterable[bytes]) -> None:
+        """Forget ops that wait for parents (a batch refused as a whole)."""
+        drop = set(op_ids) & self._waiting_ids
+        if not drop:
+            return
+        self._waiting_ids -= drop
+        for parent, children in list(self._waiting.items()):
+            kept = [c for c in children if c.op_id not in drop]
+            if kept:
+                self._waiting[parent] = kept
+            else:
+                del self._waiting[parent]
+
     def missing(self) -> set[bytes]:
         """Ids named as parents that we do not hold."""
         return set(self._waiting)
@@ -166,6 +183,14 @@ class Dag:
             if fork_slot == slot and fork_seq > seq:
                 found.extend(self._ids[i] for i in indices[1:])
         return found
+
+    def forks(self, author: bytes) -> tuple[int, int]:
+        """(ops beyond one per seq, lowest forked seq) for ``author``; (0, 0) if none."""
+        slot = self._authors.get(author)
+        if slot is None or slot not in self._equivocators:
+            return 0, 0
+        forked = [(seq, len(i) - 1) for (s, seq), i in self._forks.items() if s == slot]
+        return sum(n for _, n in forked), min(seq for seq, _ in forked)
 
     def equivocators(self) -> set[bytes]:
         """Authors with two different ops at one ``seq``."""

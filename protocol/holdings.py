@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
-from crypto import CryptoError, EpochKey
+from crypto import CryptoError, EpochKey, hash256
 from protocol._errors import MissingEpochKey, RemoteProtocolError
 from protocol.dag import Dag
 from protocol.envelope import Envelope, GroupEnvelope, decrypt_group, parse_envelope
@@ -26,6 +26,7 @@ from protocol.syncpeer import ReceiveReport
 __all__ = ["DagChains", "MemoryHoldings"]
 
 MAX_UNATTRIBUTED = 100_000
+MAX_UNATTRIBUTED_BYTES = 256 << 20
 
 Verifier = Callable[[Sequence[bytes]], list[VerifiedOp]]
 
@@ -54,6 +55,9 @@ class DagChains:
     def ops_above(self, author: bytes, seq: int) -> list[bytes]:
         return self.dag.ops_above(author, seq)
 
+    def forks(self, author: bytes) -> tuple[int, int]:
+        return self.dag.forks(author)
+
 
 class MemoryHoldings:
     """Envelopes of one network held in memory, with a :class:`Replica` for the state."""
@@ -78,6 +82,7 @@ class MemoryHoldings:
         self.by_op: dict[bytes, bytes] = {}  # op id -> envelope
         self.envelope_ids: set[bytes] = set()
         self._unattributed: dict[bytes, bytes] = {}
+        self._unattributed_bytes = 0
 
     # -- Holdings ------------------------------------------------------------------------
 
@@ -132,11 +137,21 @@ class MemoryHoldings:
             if op is not None and op.net != self.network_id:
                 raise RemoteProtocolError("op belongs to another network")
             opened.append((envelope_id, data, op))
+        return self._keep(opened, duplicates)
+
+    def _keep(
+        self, opened: list[tuple[bytes, bytes, VerifiedOp | None]], duplicates: int
+    ) -> ReceiveReport:
         unattributed = sum(1 for _, _, op in opened if op is None)
-        if len(self._unattributed) + unattributed > MAX_UNATTRIBUTED:
+        unattributed_bytes = sum(len(data) for _, data, op in opened if op is None)
+        if (
+            len(self._unattributed) + unattributed > MAX_UNATTRIBUTED
+            or self._unattributed_bytes + unattributed_bytes > MAX_UNATTRIBUTED_BYTES
+        ):
             raise RemoteProtocolError("too many envelopes we cannot attribute")
-        new = rejected = 0
+        rejected = 0
         ready: list[VerifiedOp] = []
+        envelope_of_op: dict[bytes, bytes] = {}
         for envelope_id, data, op in opened:
             if envelope_id in self.envelope_ids:
                 duplicates += 1
@@ -144,18 +159,34 @@ class MemoryHoldings:
             self.envelope_ids.add(envelope_id)
             if op is None:
                 self._unattributed[envelope_id] = data
+                self._unattributed_bytes += len(data)
                 continue
             if op.op_id in self.by_op:  # the same op in another envelope (another nonce)
                 duplicates += 1
                 continue
             self.by_op[op.op_id] = data
+            envelope_of_op[op.op_id] = envelope_id
             ready.append(op)
         before = len(self.replica.dag.rejected)
-        self.replica.add_many(ready)
-        for bad in self.replica.dag.rejected[before:]:
+        dag = self.replica.dag
+        try:
+            self.replica.add_many(ready)
+        except OverflowError:
+            # The batch is refused: forget what of it waits for parents; what the DAG
+            # already indexed and folded is valid and stays.
+            dag.drop_waiting(op.op_id for op in ready)
+            for op in ready:
+                if op.op_id not in dag:
+                    self.by_op.pop(op.op_id, None)
+                    self.envelope_ids.discard(envelope_of_op[op.op_id])
+            raise RemoteProtocolError("too many ops wait for parents never sent") from None
+        for bad in dag.rejected[before:]:
+            # Ops the DAG refuses (a broken chain or lamport), from this batch or ones that
+            # waited for a parent in it, are not kept.
             rejected += 1
-            self.by_op.pop(bad.op_id, None)
-        new = len(ready) - rejected
+            if bad.op_id in self.by_op:
+                self.envelope_ids.discard(hash256(self.by_op.pop(bad.op_id)))
+        new = len(ready) - sum(1 for bad in dag.rejected[before:] if bad.op_id in envelope_of_op)
         return ReceiveReport(new, duplicates, unattributed, rejected)
 
     # -- local writes --------------------------------------------------------------------
@@ -175,7 +206,11 @@ class MemoryHoldings:
             env = parse_envelope(data)
             if isinstance(env, GroupEnvelope) and env.epoch_id == epoch.epoch_id:
                 del self._unattributed[envelope_id]
+                self._unattributed_bytes -= len(data)
                 self.envelope_ids.discard(envelope_id)
-                self.receive([data])
+                try:
+                    self.receive([data])
+                except RemoteProtocolError:
+                    continue  # junk someone stored under that epoch: dropped
                 opened.append(envelope_id)
         return opened

@@ -13,7 +13,9 @@ To keep summaries small (a network of 50 members summarises in about 1.2 KB), au
 are named by the first 8 bytes of their key and op ids by their first 12; a collision
 between members' 8-byte prefixes (about 2^64 work to craft) only makes a node send more.
 
-Forks. If the op at the peer's ``n`` is not ours at ``n``, the author has equivocated.
+Forks. Each entry also counts the ops held beyond one per sequence number; a side that
+holds more branches sends everything from the author's first fork. If the op at the
+peer's ``n`` is not ours at ``n``, the author has equivocated.
 We send all our ops above the peer's ``n`` anyway and add a *probe*: our op ids at
 ``n, n-1, n-2, n-4, …``; the peer answers with the highest sequence number where it holds
 the same op, and both sides send the ops above it. One extra round trip, only for forked
@@ -67,12 +69,18 @@ class ChainIndex(Protocol):
         """Ids of all the author's indexed ops with a higher ``seq``, forks included."""
         ...
 
+    def forks(self, author: bytes) -> tuple[int, int]:
+        """(ops held beyond one per seq, the lowest seq where the author forked; 0, 0
+        when it never did)."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class ChainSummary:
     author_prefix: bytes
     seq: int
     op_prefix: bytes
+    extra: int = 0  # ops held beyond one per seq (the branches of forks)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +93,7 @@ class Summary:
 
     def to_wire(self) -> list[Any]:
         return [
-            [[c.author_prefix, c.seq, c.op_prefix] for c in self.chains],
+            [[c.author_prefix, c.seq, c.op_prefix, c.extra] for c in self.chains],
             self.unattributed_digest,
             self.unattributed_count,
         ]
@@ -111,7 +119,9 @@ class Summary:
         for entry in chains:
             if (
                 type(entry) is not list
-                or len(entry) != 3
+                or len(entry) != 4
+                or type(entry[3]) is not int
+                or not 0 <= entry[3] < 1 << 53
                 or type(entry[0]) is not bytes
                 or len(entry[0]) != AUTHOR_PREFIX
                 or type(entry[1]) is not int
@@ -123,7 +133,7 @@ class Summary:
             if entry[0] <= previous:
                 raise RemoteProtocolError("summary authors must be sorted and unique")
             previous = entry[0]
-            parsed.append(ChainSummary(entry[0], entry[1], entry[2]))
+            parsed.append(ChainSummary(entry[0], entry[1], entry[2], entry[3]))
         return cls(tuple(parsed), digest, count)
 
 
@@ -138,8 +148,9 @@ def build_summary(index: ChainIndex, unattributed: Collection[bytes]) -> Summary
     by_prefix: dict[bytes, ChainSummary | None] = {}
     for author, seq, op_id in index.chains():
         prefix = author[:AUTHOR_PREFIX]
+        extra = index.forks(author)[0]
         by_prefix[prefix] = (
-            None if prefix in by_prefix else ChainSummary(prefix, seq, op_id[:ID_PREFIX])
+            None if prefix in by_prefix else ChainSummary(prefix, seq, op_id[:ID_PREFIX], extra)
         )
     chains = tuple(c for _, c in sorted(by_prefix.items()) if c is not None)
     return Summary(chains, unattributed_digest(unattributed), len(unattributed))
@@ -168,6 +179,10 @@ def to_send(index: ChainIndex, peer: Summary, local_unattributed_digest: bytes) 
             if entry is None or len(authors) > 1:
                 send.extend(index.ops_above(author, 0))
                 continue
+            extra, first_fork = index.forks(author)
+            if extra > entry.extra:
+                # We hold branches the peer may lack: send everything from the first fork.
+                send.extend(index.ops_above(author, first_fork - 1))
             if entry.seq > seq:
                 continue  # the peer holds more; it will send (and probe if we forked)
             if not any(o[:ID_PREFIX] == entry.op_prefix for o in index.ops_of(author, entry.seq)):

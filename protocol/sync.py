@@ -28,6 +28,9 @@ States (each side's view of the *peer*)::
     AWAIT_HELLO --HELLO--> AWAIT_SUMMARY --SUMMARY--> RECONCILING --DONE--> LIVE
     any --BYE / EOF / error--> CLOSED
 
+A peer that sent DONE may still answer our PROBEs (PROBE_REPLY and BATCHes in LIVE): it
+could not know we would probe. A PROBE_REPLY for a probe we never sent is an error.
+
 Flow control: at most ``window`` unacknowledged BATCHes in each direction. The receiver
 ACKs once it has stored a batch (:meth:`SyncSession.ack`); a peer that exceeds the window
 is misbehaving. Every limit in :class:`SyncLimits` is enforced on receipt and raises
@@ -88,6 +91,7 @@ class SyncLimits:
     max_unattributed: int = 100_000
     max_session_bytes: int = 4 << 30
     max_session_envelopes: int = 4_000_000
+    max_probes: int = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,6 +189,8 @@ class SyncSession:
     _unacked_in: int = 0
     _sent: set[str] = field(default_factory=set)
     _probed: set[bytes] = field(default_factory=set)
+    _probes_out: set[bytes] = field(default_factory=set)
+    _closed: Closed | None = None
     _unattributed_seen: bool = False
 
     # -- receiving ---------------------------------------------------------------------
@@ -194,6 +200,8 @@ class SyncSession:
         if not data:
             self._eof = True
             return
+        if self.peer is PeerState.CLOSED:
+            return  # nothing more from this peer is read or held
         self._buffer += data
 
     def next_event(self) -> Event | _NeedData:
@@ -204,7 +212,7 @@ class SyncSession:
                 closed and nothing from the offending frame should be kept.
         """
         if self.peer is PeerState.CLOSED:
-            return Closed(clean=True)
+            return self._closed or Closed(clean=False, reason="the session failed")
         if len(self._buffer) < _LENGTH.size:
             return self._end_or_wait()
         (length,) = _LENGTH.unpack_from(self._buffer)
@@ -221,6 +229,7 @@ class SyncSession:
             return self._handle(frame)
         except RemoteProtocolError:
             self.peer = PeerState.CLOSED
+            self._buffer.clear()
             raise
 
     def _end_or_wait(self) -> Event | _NeedData:
@@ -228,11 +237,14 @@ class SyncSession:
             return NEED_DATA
         self.peer = PeerState.CLOSED
         if self._buffer:
+            self._buffer.clear()
             raise RemoteProtocolError("the stream ended inside a frame")
-        return Closed(clean=False, reason="the stream ended")
+        self._closed = Closed(clean=False, reason="the stream ended")
+        return self._closed
 
     def _fail(self, reason: str) -> None:
         self.peer = PeerState.CLOSED
+        self._buffer.clear()
         raise RemoteProtocolError(reason)
 
     def _handle(self, frame: bytes) -> Event:
@@ -290,11 +302,13 @@ class SyncSession:
         return Unattributed(frozenset(args[0]))
 
     def _probe(self, args: list[Any]) -> Event:
-        self._expect(PeerState.RECONCILING)
+        self._expect(PeerState.RECONCILING, PeerState.LIVE)
         if len(args) != 2 or type(args[0]) is not bytes or len(args[0]) != AUTHOR_PREFIX:
             raise RemoteProtocolError("malformed PROBE")
         if args[0] in self._probed:
             raise RemoteProtocolError("the same author probed twice")
+        if len(self._probed) >= self.limits.max_probes:
+            raise RemoteProtocolError("too many probes")
         self._probed.add(args[0])
         samples = args[1]
         if type(samples) is not list or not 0 < len(samples) <= MAX_PROBE:
@@ -314,7 +328,7 @@ class SyncSession:
         return Probe(args[0], tuple(parsed))
 
     def _probe_reply(self, args: list[Any]) -> Event:
-        self._expect(PeerState.RECONCILING)
+        self._expect(PeerState.RECONCILING, PeerState.LIVE)
         if (
             len(args) != 2
             or type(args[0]) is not bytes
@@ -323,6 +337,9 @@ class SyncSession:
             or not 0 <= args[1] < 1 << 53
         ):
             raise RemoteProtocolError("malformed PROBE_REPLY")
+        if args[0] not in self._probes_out:
+            raise RemoteProtocolError("PROBE_REPLY for a probe never sent")
+        self._probes_out.discard(args[0])
         return ProbeReply(args[0], args[1])
 
     def _batch(self, args: list[Any]) -> Event:
@@ -367,7 +384,9 @@ class SyncSession:
     def _bye(self, args: list[Any]) -> Event:
         reason = args[0] if len(args) == 1 and type(args[0]) is str else ""
         self.peer = PeerState.CLOSED
-        return Closed(clean=True, reason=reason[:200])
+        self._buffer.clear()
+        self._closed = Closed(clean=True, reason=reason[:200])
+        return self._closed
 
     # -- sending -----------------------------------------------------------------------
 
@@ -395,6 +414,9 @@ class SyncSession:
         elif isinstance(event, Unattributed):
             message = self._once("unattributed", [2, sorted(event.prefixes)])
         elif isinstance(event, Probe):
+            if event.author_prefix in self._probes_out:
+                raise LocalProtocolError("that author is already being probed")
+            self._probes_out.add(event.author_prefix)
             message = [3, event.author_prefix, [list(s) for s in event.samples]]
         elif isinstance(event, ProbeReply):
             message = [4, event.author_prefix, event.common]

@@ -105,6 +105,7 @@ class SyncEndpoint:
         self._queue: deque[bytes] = deque()  # envelopes to send, in order
         self._queued: set[bytes] = set()  # op ids and envelope ids queued or sent
         self._pending_probes = 0
+        self._forked: set[bytes] = set()  # author prefixes probed, either way
         self._awaiting_unattributed = False
         self._peer_summary: Summary | None = None
         self._local_summary: Summary | None = None
@@ -162,6 +163,7 @@ class SyncEndpoint:
                     self._enqueue_envelope(data, envelope_id)
             return b""
         if isinstance(event, Probe):
+            self._forked.add(event.author_prefix)
             author = self._author(event.author_prefix)
             common = 0 if author is None else common_seq(self._index(), author, event.samples)
             if author is not None:
@@ -174,7 +176,11 @@ class SyncEndpoint:
                 self._enqueue_ops(self._index().ops_above(author, event.common))
             return b""
         if isinstance(event, Batch):
-            report = self.holdings.receive(event.parsed or event.envelopes)
+            try:
+                report = self.holdings.receive(event.parsed or event.envelopes)
+            except RemoteProtocolError:
+                self.session.peer = PeerState.CLOSED
+                raise
             self.received = ReceiveReport(
                 self.received.new + report.new,
                 self.received.duplicates + report.duplicates,
@@ -207,19 +213,27 @@ class SyncEndpoint:
             samples = probe_samples(index, author, below)
             if samples:
                 self._pending_probes += 1
+                self._forked.add(author[:AUTHOR_PREFIX])
                 out += self.session.send(Probe(author[:AUTHOR_PREFIX], tuple(samples)))
         return bytes(out)
 
     def _check_claims(self) -> bytes:
-        if self._peer_summary is not None:
-            gaps = unclaimed_gaps(self._index(), self._peer_summary)
-            if gaps:
-                prefix, claimed, have = gaps[0]
-                self.session.peer = PeerState.CLOSED
-                raise RemoteProtocolError(
-                    f"the peer claimed ops up to {claimed} by {prefix.hex()} but we hold "
-                    f"{have} after it finished ({len(gaps)} author(s) short)"
-                )
+        """At the peer's DONE: it must have sent what its summary claimed. Forked authors
+        are exempt (their branches may still be arriving after a probe), and so are as
+        many ops as we received but could not attribute (an epoch we lack the key for)."""
+        if self._peer_summary is None:
+            return b""
+        gaps = [
+            g for g in unclaimed_gaps(self._index(), self._peer_summary) if g[0] not in self._forked
+        ]
+        missing = sum(claimed - have for _, claimed, have in gaps)
+        if missing > self.received.unattributed:
+            prefix, claimed, have = gaps[0]
+            self.session.peer = PeerState.CLOSED
+            raise RemoteProtocolError(
+                f"the peer claimed ops up to {claimed} by {prefix.hex()} but we hold "
+                f"{have} after it finished ({len(gaps)} author(s) short)"
+            )
         return b""
 
     # -- queueing and sending ------------------------------------------------------------

@@ -56,9 +56,7 @@ def run(a: SyncEndpoint, b: SyncEndpoint, *, max_rounds: int = 1000) -> PipeResu
         next_a = b.receive_data(to_b) if to_b else b""
         next_b = a.receive_data(to_a) if to_a else b""
         to_b, to_a = next_b, next_a
-    envelope_bytes = (
-        a.session.counters.envelope_bytes_out + b.session.counters.envelope_bytes_out
-    )
+    envelope_bytes = a.session.counters.envelope_bytes_out + b.session.counters.envelope_bytes_out
     return PipeResult(
         rounds_before_data=first_data if first_data is not None else rounds,
         rounds=rounds,
