@@ -49,6 +49,9 @@ _VALID_TYPES: set[str] = set()
 _FIELDS = ("author", "body", "lamport", "net", "parents", "seq", "time", "type")
 _DOMAIN = b"op"
 _packb = msgpack.packb
+_unpackb = msgpack.unpackb
+_TEXT = frozenset({str})
+_SCALARS = frozenset({str, bytes, int, bool, type(None)})
 _blake2b = hashlib.blake2b  # op_id = BLAKE2b-256, as crypto.hash256; inlined on the hot path
 
 
@@ -130,17 +133,6 @@ class VerifiedOp(tuple[Any, ...]):
 _make_verified = tuple.__new__
 
 
-def _is_id_list(value: Any, length: int, limit: int) -> bool:
-    if not isinstance(value, list) or len(value) > limit:
-        return False
-    previous = b""
-    for item in value:
-        if type(item) is not bytes or len(item) != length or item <= previous:
-            return False
-        previous = item
-    return True
-
-
 def _check_fields(op: Any) -> None:
     if type(op) is not dict or tuple(op) != _FIELDS:
         raise RemoteProtocolError("op must have exactly the op fields, in canonical order")
@@ -153,8 +145,14 @@ def _check_fields(op: Any) -> None:
         raise RemoteProtocolError("bad op field: seq")
     if type(lamport) is not int or not 1 <= lamport <= MAX_COUNTER:
         raise RemoteProtocolError("bad op field: lamport")
-    if not _is_id_list(op["parents"], OP_ID_BYTES, MAX_PARENTS):
+    parents = op["parents"]
+    if type(parents) is not list or len(parents) > MAX_PARENTS:
         raise RemoteProtocolError("bad op field: parents (sorted, unique 32-byte ids)")
+    previous = b""
+    for parent in parents:
+        if type(parent) is not bytes or len(parent) != OP_ID_BYTES or parent <= previous:
+            raise RemoteProtocolError("bad op field: parents (sorted, unique 32-byte ids)")
+        previous = parent
     if type(op["time"]) is not int or not 0 <= op["time"] <= MAX_COUNTER:
         raise RemoteProtocolError("bad op field: time")
     op_type = op["type"]
@@ -163,9 +161,15 @@ def _check_fields(op: Any) -> None:
             raise RemoteProtocolError("bad op field: type")
         if len(_VALID_TYPES) < 256:  # a bounded memo: op types are few
             _VALID_TYPES.add(op_type)
-    if type(op["body"]) is not dict:
+    body = op["body"]
+    if type(body) is not dict:
         raise RemoteProtocolError("bad op field: body")
-    wire.check_canonical(op["body"], 1)
+    keys = list(body)
+    if not set(map(type, keys)) <= _TEXT or keys != sorted(keys):
+        raise RemoteProtocolError("body keys must be text in ascending order")
+    for value in body.values():
+        if type(value) not in _SCALARS:
+            wire.check_canonical(value, 2)
 
 
 def verify_signed_op(signed: bytes) -> VerifiedOp:
@@ -175,26 +179,50 @@ def verify_signed_op(signed: bytes) -> VerifiedOp:
         RemoteProtocolError: malformed, non-canonical, or over a limit.
         BadSignature: the signature does not verify.
     """
-    outer = wire.unpack(signed, max_size=MAX_SIGNED_OP_BYTES, max_items=2)
+    # The outer array [bin op_bytes, bin64 signature] has one canonical layout: read it by
+    # position (the hot path of every received op), refusing anything else.
+    if type(signed) is not bytes or len(signed) < 70 or signed[0] != 0x92:
+        raise RemoteProtocolError("a signed op is [op_bytes, 64-byte signature]")
+    if signed[1] == 0xC4:
+        n, start = signed[2], 3
+    elif signed[1] == 0xC5:
+        n, start = int.from_bytes(signed[2:4], "big"), 4
+        if n < 0x100:
+            raise RemoteProtocolError("non-canonical op encoding")
+    else:
+        raise RemoteProtocolError("a signed op is [op_bytes, 64-byte signature]")
+    end = start + n
     if (
-        type(outer) is not list
-        or len(outer) != 2
-        or type(outer[0]) is not bytes
-        or type(outer[1]) is not bytes
-        or len(outer[1]) != SIGNATURE_BYTES
+        n > MAX_OP_BYTES
+        or len(signed) != end + 2 + SIGNATURE_BYTES
+        or signed[end : end + 2] != (b"\xc4\x40")
     ):
         raise RemoteProtocolError("a signed op is [op_bytes, 64-byte signature]")
-    op_bytes, signature = outer
-    op = wire.unpack(op_bytes, max_size=MAX_OP_BYTES, max_items=MAX_OP_BYTES)
+    op_bytes = signed[start:end]
+    try:  # the size is bounded above, so msgpack's own length limits (<= n) suffice
+        op = _unpackb(op_bytes, raw=False, strict_map_key=False, ext_hook=wire.reject_ext)
+    except (ValueError, TypeError, OverflowError, RecursionError, msgpack.UnpackException):
+        raise RemoteProtocolError("malformed msgpack") from None
     _check_fields(op)
-    # Canonical form: the outer array has one minimal layout, so its length decides (unpack
-    # refused trailing bytes); the op map is re-packed once (its keys were checked sorted).
-    n = len(op_bytes)
-    outer_len = 3 + (2 if n < 0x100 else 3 if n < 0x10000 else 5) + n + SIGNATURE_BYTES
-    if len(signed) != outer_len or _packb(op, use_bin_type=True) != op_bytes:
+    # The op map is re-packed once and compared (its keys were checked sorted above).
+    if _packb(op, use_bin_type=True) != op_bytes:
         raise RemoteProtocolError("non-canonical op encoding")
-    verify_signature(op["author"], _DOMAIN, op_bytes, signature)
-    return _verified(op, signed)
+    verify_signature(op["author"], _DOMAIN, op_bytes, signed[end + 2 :])
+    return _make_verified(
+        VerifiedOp,
+        (
+            _blake2b(signed, digest_size=32).digest(),
+            op["net"],
+            op["author"],
+            op["seq"],
+            op["lamport"],
+            tuple(op["parents"]),
+            op["time"],
+            op["type"],
+            op["body"],
+            signed,
+        ),
+    )
 
 
 def _verified(op: dict[str, Any], signed: bytes) -> VerifiedOp:

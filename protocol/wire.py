@@ -97,7 +97,8 @@ def check_canonical(obj: Any, depth: int = 0) -> None:
             check_canonical(v, depth + 1)
 
 
-def _reject_ext(code: int, data: bytes) -> Any:
+def reject_ext(code: int, data: bytes) -> Any:
+    """An ``ext_hook`` for msgpack that refuses ext types."""
     raise RemoteProtocolError("msgpack ext types are not allowed")
 
 
@@ -120,7 +121,7 @@ def unpack(data: bytes, *, max_size: int, max_items: int = 4096) -> Any:
             raw=False,
             use_list=True,
             strict_map_key=False,
-            ext_hook=_reject_ext,
+            ext_hook=reject_ext,
             max_str_len=max_size,
             max_bin_len=max_size,
             max_array_len=max_items,
