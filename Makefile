@@ -31,3 +31,13 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
+
+# The terminal UI and the demo arrive with issue 7; until then these say so plainly.
+run: $(STAMP)
+	@echo "The terminal UI is not built yet (issue 7). The command line works:"
+	@$(BIN)/p2pnet --help
+	@exit 1
+
+demo: $(STAMP)
+	@echo "The demo arrives with the terminal UI (issue 7)."
+	@exit 1
