@@ -29,9 +29,11 @@ from protocol.syncpeer import Holdings
 
 __all__ = [
     "ImportReport",
+    "Progress",
     "export_bundle",
     "import_bundle",
     "read_summary",
+    "write_private_file",
     "write_summary",
 ]
 
@@ -53,6 +55,12 @@ class ImportReport:
     invalid: int = 0
     problems: list[str] = field(default_factory=list)
     truncated: bool = False
+
+
+def write_private_file(path: Path, pieces: Iterable[bytes]) -> int:
+    """Write a file readable only by us (0600), atomically: a temporary name, fsync,
+    rename. Returns the bytes written."""
+    return _write_atomically(path, pieces)
 
 
 def _write_atomically(path: Path, pieces: Iterable[bytes]) -> int:

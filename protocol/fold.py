@@ -762,6 +762,10 @@ class Replica:
     def state(self) -> NetworkState | None:
         return self._folder.state()
 
+    def ops(self) -> list[VerifiedOp]:
+        """Every op the DAG indexed, in the order they were folded in."""
+        return list(self._ops)
+
     @property
     def folder(self) -> Folder:
         return self._folder

@@ -1,0 +1,675 @@
+"""The node: the one API the command line and the terminal UI use.
+
+Theory of operation
+-------------------
+A :class:`Node` is an unlocked profile: the keystore (identity, network secrets), the
+store (envelopes and local data, sealed under the profile key) and, per network, a
+:class:`_Network` runtime holding the folded state in memory.
+
+Every action validates its input, builds the op through :mod:`protocol` (which signs
+it), seals it under the network's current epoch key, and stores it — all inside one
+IMMEDIATE store transaction that first reads whatever another process (a CLI command
+while the TUI runs) wrote meanwhile, so the author's ``seq`` chain never forks. Reads
+come from the folded state.
+
+Errors: :class:`NodeError` and its subclasses carry a message fit for the user, with
+the remedy where there is one; the CLI and TUI show them as they are.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from crypto import (
+    EpochKey,
+    Identity,
+    KdfParams,
+    NetworkSecret,
+    PublicIdentity,
+    random_bytes,
+    safety_number,
+)
+from p2pnet.bundle import (
+    ImportReport,
+    Progress,
+    export_bundle,
+    import_bundle,
+    read_summary,
+    write_private_file,
+    write_summary,
+)
+from p2pnet.errors import P2pnetError
+from p2pnet.profile import Profile, create_profile, open_profile, wipe_profile
+from protocol import (
+    LocalProtocolError,
+    LogReport,
+    NetworkState,
+    RemoteProtocolError,
+    VerifiedOp,
+    export_log,
+    parse_envelope,
+    seal_group,
+    verify_log,
+    wire,
+)
+from protocol.build import genesis_op, next_op
+from protocol.envelope import Envelope
+from protocol.holdings import DagChains, MemoryHoldings, Verifier, verify_all
+from protocol.log import MAX_LOG_BYTES
+from protocol.matching import Match, matches
+from protocol.rules import Ratio, RuleSpec, validate_position
+from protocol.settings import defaults_for
+from protocol.syncpeer import ReceiveReport
+from protocol.vocabulary import NETWORK_TYPES
+
+__all__ = ["AmbiguousReference", "Node", "NodeError", "NotAllowed", "NotFound"]
+
+_NAME_KEY = "identity-name"
+_NETWORK_KEY = "network"
+
+
+class NodeError(P2pnetError):
+    """A user-facing error: the message says what went wrong and, where possible, how to
+    fix it."""
+
+
+class NotFound(NodeError):
+    """No network, member, decision or agreement matches the reference."""
+
+
+class AmbiguousReference(NodeError):
+    """A reference matches several things; the message lists them."""
+
+
+class NotAllowed(NodeError):
+    """The action is not allowed (not a member, decision closed, too early, …)."""
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass(slots=True)
+class _Network:
+    """One network's runtime: its secret and keys, and the folded state (in memory)."""
+
+    secret: NetworkSecret
+    genesis_id: bytes
+    epochs: dict[bytes, EpochKey]
+    holdings: MemoryHoldings
+    position: int = 0  # the last store position folded in
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def network_id(self) -> bytes:
+        return self.secret.network_id
+
+    def state(self) -> NetworkState:
+        state = self.holdings.replica.state()
+        if state is None:
+            raise NodeError("this network's history is incomplete: import a bundle from a member")
+        return state
+
+
+def _pack_network(net: _Network) -> bytes:
+    return wire.encode(
+        {
+            "epochs": [[k.epoch_id, k.key] for k in net.epochs.values()],
+            "genesis": net.genesis_id,
+        }
+    )
+
+
+class Node:
+    """An unlocked profile and its networks. Close it when done."""
+
+    def __init__(self, profile: Profile, *, verifier: Verifier = verify_all) -> None:
+        self.profile = profile
+        self._verifier = verifier
+        self._networks: dict[bytes, _Network] = {}
+        for network_id, secret in profile.keystore.contents.networks.items():
+            self._networks[network_id] = self._load(secret)
+
+    # -- opening and closing -------------------------------------------------------------
+
+    @classmethod
+    def create(
+        cls,
+        home: Path,
+        profile: str,
+        passphrase: str,
+        *,
+        name: str,
+        kdf: KdfParams | None = None,
+    ) -> Node:
+        """Create a profile with a new identity called ``name``.
+
+        Raises:
+            ProfileError: the profile exists or its name is invalid.
+            NodeError: the display name is invalid.
+        """
+        name = _check_name(name)
+        opened = create_profile(home, profile, passphrase, kdf=kdf)
+        opened.store.put(None, _NAME_KEY, name.encode("utf-8"))
+        return cls(opened)
+
+    @classmethod
+    def open(cls, home: Path, profile: str, passphrase: str) -> Node:
+        """Unlock a profile.
+
+        Raises:
+            KeystoreMissing, KeystoreLocked, KeystoreCorrupt, StoreCorrupt.
+        """
+        return cls(open_profile(home, profile, passphrase))
+
+    def close(self) -> None:
+        self.profile.close()
+
+    def __enter__(self) -> Node:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @staticmethod
+    def panic(home: Path, profile: str) -> None:
+        """Destroy the profile: keystore first, then every file (see profile.wipe_profile)."""
+        wipe_profile(home, profile)
+
+    def change_passphrase(self, new: str) -> None:
+        """Re-encrypt the keystore under ``new`` (atomic)."""
+        self.profile.keystore.change_passphrase(new)
+
+    # -- identity ------------------------------------------------------------------------
+
+    @property
+    def identity(self) -> Identity:
+        return self.profile.keystore.contents.identity
+
+    @property
+    def name(self) -> str:
+        raw = self.profile.store.get(None, _NAME_KEY)
+        return raw.decode("utf-8") if raw else ""
+
+    # -- networks ------------------------------------------------------------------------
+
+    def _load(self, secret: NetworkSecret) -> _Network:
+        raw = self.profile.store.get(secret.network_id, _NETWORK_KEY)
+        if raw is None:
+            raise NodeError("a network's local record is missing: the store is incomplete")
+        record = wire.decode(raw, max_size=1 << 20)
+        epochs = {e[0]: EpochKey(e[0], e[1]) for e in record["epochs"]}
+        net = _Network(
+            secret=secret,
+            genesis_id=record["genesis"],
+            epochs=epochs,
+            holdings=self._holdings(secret, record["genesis"], epochs),
+        )
+        self._catch_up(net)
+        return net
+
+    def _holdings(
+        self, secret: NetworkSecret, genesis_id: bytes, epochs: Mapping[bytes, EpochKey]
+    ) -> MemoryHoldings:
+        return MemoryHoldings(
+            network_id=secret.network_id,
+            genesis_id=genesis_id,
+            route_tag=secret.route_tag,
+            epochs=epochs,
+            verifier=self._verifier,
+        )
+
+    def _catch_up(self, net: _Network) -> None:
+        """Fold in what the store holds beyond what we have (another process's writes)."""
+        stored = list(self.profile.store.envelopes(net.network_id, after=net.position))
+        if not stored:
+            return
+        envelopes = [parse_envelope(s.data) for s in stored]
+        net.holdings.receive(envelopes)
+        net.position = stored[-1].position
+
+    def create_network(
+        self,
+        name: str,
+        network_type: str,
+        *,
+        purpose: str = "",
+        display_name: str | None = None,
+        kind: str = "individual",
+    ) -> bytes:
+        """Create a network (its genesis op) with the type's default rules.
+
+        Raises:
+            NodeError: an invalid name, type, purpose or kind.
+        """
+        if network_type not in NETWORK_TYPES:
+            raise NodeError(
+                f"unknown network type {network_type!r}; use one of {', '.join(NETWORK_TYPES)}"
+            )
+        secret = NetworkSecret.generate()
+        epoch = EpochKey.generate()
+        try:
+            op = genesis_op(
+                self.identity,
+                network_id=secret.network_id,
+                name=name,
+                network_type=network_type,
+                purpose=purpose,
+                settings=defaults_for(network_type),
+                epoch_id=epoch.epoch_id,
+                display_name=display_name or self.name or "Founder",
+                kind=kind,
+                time=now_ms(),
+            )
+        except LocalProtocolError as exc:
+            raise NodeError(str(exc)) from None
+        net = _Network(
+            secret=secret,
+            genesis_id=op.op_id,
+            epochs={epoch.epoch_id: epoch},
+            holdings=self._holdings(secret, op.op_id, {epoch.epoch_id: epoch}),
+        )
+        envelope = seal_group(op, epoch=epoch, route_tag=secret.route_tag, nonce=random_bytes(24))
+        with self.profile.store.transaction() as tx:
+            tx.put(secret.network_id, _NETWORK_KEY, _pack_network(net))
+            tx.add_envelopes(secret.network_id, [(_envelope_id(envelope), envelope)])
+        keystore = self.profile.keystore
+        keystore.save(keystore.contents.with_network(secret))
+        self._catch_up(net)
+        self._networks[secret.network_id] = net
+        return secret.network_id
+
+    def networks(self) -> list[NetworkState]:
+        """Every network of this profile, sorted by name."""
+        return sorted((n.state() for n in self._networks.values()), key=lambda s: s.name)
+
+    def network_id(self, ref: str) -> bytes:
+        """Resolve a network name or id prefix.
+
+        Raises:
+            NotFound, AmbiguousReference.
+        """
+        candidates = {nid: net.state().name for nid, net in self._networks.items()}
+        return _resolve("network", ref, candidates)
+
+    def state(self, ref: str) -> NetworkState:
+        return self._net(ref).state()
+
+    def _net(self, ref: str) -> _Network:
+        return self._networks[self.network_id(ref)]
+
+    # -- writing -------------------------------------------------------------------------
+
+    def _write(self, ref: str, op_type: str, body: dict[str, Any]) -> VerifiedOp:
+        net = self._net(ref)
+        with self.profile.store.transaction() as tx:
+            self._catch_up(net)
+            state = net.state()
+            me = state.members.get(self.identity.public.key)
+            if me is None or not me.active:
+                raise NotAllowed("you are not an active member of this network")
+            epoch = net.epochs.get(state.current_epoch)
+            if epoch is None:
+                raise NodeError(
+                    "you do not hold this network's current key yet: sync with a member"
+                )
+            try:
+                op = next_op(
+                    self.identity,
+                    net.holdings.replica.dag,
+                    network_id=net.network_id,
+                    op_type=op_type,
+                    body=body,
+                    time=now_ms(),
+                )
+            except LocalProtocolError as exc:
+                raise NodeError(str(exc)) from None
+            envelope = seal_group(
+                op, epoch=epoch, route_tag=net.secret.route_tag, nonce=random_bytes(24)
+            )
+            tx.add_envelopes(net.network_id, [(_envelope_id(envelope), envelope)])
+        self._catch_up(net)
+        invalid = dict(net.holdings.replica.folder.reasons).get(op.op_id)
+        if invalid is not None:
+            # Stored (it is signed and may be a parent later) but it changed nothing.
+            raise NotAllowed(invalid)
+        return op
+
+    # -- members -------------------------------------------------------------------------
+
+    def member_key(self, ref: str, member: str) -> bytes:
+        state = self.state(ref)
+        return _resolve("member", member, {k: m.display_name for k, m in state.members.items()})
+
+    def update_profile(
+        self,
+        ref: str,
+        *,
+        name: str | None = None,
+        kind: str | None = None,
+        offers: list[str] | None = None,
+        needs: list[str] | None = None,
+    ) -> VerifiedOp:
+        body: dict[str, Any] = {}
+        if name is not None:
+            body["display_name"] = name.strip()
+        if kind is not None:
+            body["kind"] = kind
+        if offers is not None:
+            body["offers"] = sorted(set(offers))
+        if needs is not None:
+            body["needs"] = sorted(set(needs))
+        if not body:
+            raise NodeError("nothing to update: give --name, --kind, --offers or --needs")
+        return self._write(ref, "member_update", body)
+
+    def safety_number_with(self, ref: str, member: str) -> str:
+        key = self.member_key(ref, member)
+        return str(safety_number(self.identity.public, PublicIdentity(key)))
+
+    def verify_member(self, ref: str, member: str, digits: str) -> VerifiedOp:
+        """Record that you compared safety numbers with ``member`` in person.
+
+        Raises:
+            NotAllowed: the digits are not your safety number with that member.
+        """
+        key = self.member_key(ref, member)
+        number = safety_number(self.identity.public, PublicIdentity(key))
+        if not number.matches(digits):
+            raise NotAllowed(
+                "that is not your safety number with this member: compare again, in person"
+            )
+        digest = hashlib.blake2b(number.digits.encode(), digest_size=32).digest()
+        return self._write(ref, "verify", {"safety": digest, "subject": key})
+
+    def matches(self, ref: str) -> list[Match]:
+        return matches(self.state(ref))
+
+    def leave(self, ref: str) -> VerifiedOp:
+        return self._write(ref, "leave", {})
+
+    def emergency_remove(self, ref: str, member: str, reason: str) -> VerifiedOp:
+        key = self.member_key(ref, member)
+        return self._write(ref, "emergency_remove", {"reason": reason, "subject": key})
+
+    # -- agreements ----------------------------------------------------------------------
+
+    def agreement_id(self, ref: str, agreement: str) -> bytes:
+        state = self.state(ref)
+        labels = {
+            a.agreement_id: state.versions[a.versions[-1]].title for a in state.agreements.values()
+        }
+        return _resolve("agreement", agreement, labels)
+
+    def add_agreement(
+        self, ref: str, *, kind: str, title: str, text: str, agreement: str | None = None
+    ) -> VerifiedOp:
+        body: dict[str, Any] = {"kind": kind, "text": text, "title": title}
+        if agreement is not None:
+            body["agreement"] = self.agreement_id(ref, agreement)
+        return self._write(ref, "agreement_version", body)
+
+    def endorse(self, ref: str, agreement: str) -> VerifiedOp:
+        """Endorse the version in force of ``agreement``."""
+        state = self.state(ref)
+        found = state.agreements[self.agreement_id(ref, agreement)]
+        if found.adopted is None:
+            raise NotAllowed("no version of this agreement has been adopted yet")
+        return self._write(ref, "endorse", {"version": found.adopted})
+
+    # -- decisions -----------------------------------------------------------------------
+
+    def decision_id(self, ref: str, decision: str) -> bytes:
+        state = self.state(ref)
+        return _resolve("decision", decision, {k: d.title for k, d in state.decisions.items()})
+
+    def propose(
+        self,
+        ref: str,
+        *,
+        title: str,
+        rule: RuleSpec | None = None,
+        text: str = "",
+        kind: str = "general",
+        subject: Any = None,
+        closes_in_ms: int | None = None,
+    ) -> VerifiedOp:
+        """Open a decision. Membership, agreement and governance decisions use the
+        network's rule whatever ``rule`` says; others default to the ordinary rule."""
+        state = self.state(ref)
+        settings = state.settings
+        chosen = settings.rule_for(kind) or rule or settings.ordinary_rule
+        body: dict[str, Any] = {
+            "closes_at": now_ms()
+            + (settings.closes_in_ms if closes_in_ms is None else closes_in_ms),
+            "kind": kind,
+            "options": [],
+            "rule": chosen.to_wire(),
+            "text": text,
+            "title": title,
+        }
+        if subject is not None:
+            body["subject"] = subject
+        return self._write(ref, "proposal", body)
+
+    def position(self, ref: str, decision: str, stance: str, reason: str = "") -> VerifiedOp:
+        decision_id = self.decision_id(ref, decision)
+        found = self.state(ref).decisions[decision_id]
+        if stance != "withdraw":
+            try:
+                validate_position(found.rule, stance, reason)
+            except LocalProtocolError as exc:
+                raise NodeError(str(exc)) from None
+        body = {
+            "proposal": decision_id,
+            "reason": reason,
+            "round": found.current_round,
+            "stance": stance,
+        }
+        return self._write(ref, "position", body)
+
+    def projected_outcome(self, ref: str, decision: str) -> dict[str, Any]:
+        """The tally a close written now would record (what the UI shows before closing)."""
+        folder = self._net(ref).holdings.replica.folder
+        return folder.projected_tally(self.decision_id(ref, decision)).to_wire()
+
+    def close_decision(self, ref: str, decision: str) -> VerifiedOp:
+        decision_id = self.decision_id(ref, decision)
+        outcome = self.projected_outcome(ref, decision)
+        return self._write(ref, "close", {"outcome": outcome, "proposal": decision_id})
+
+    def comment(self, ref: str, target: str, text: str) -> VerifiedOp:
+        state = self.state(ref)
+        labels = {k: d.title for k, d in state.decisions.items()}
+        labels.update(
+            {
+                a.agreement_id: state.versions[a.versions[-1]].title
+                for a in state.agreements.values()
+            }
+        )
+        return self._write(
+            ref,
+            "comment",
+            {"target": _resolve("decision or agreement", target, labels), "text": text},
+        )
+
+    # -- decision log --------------------------------------------------------------------
+
+    def log_export(self, ref: str, path: Path, *, plain: bool = False) -> int:
+        """Write the decision log (encrypted under a key every member holds, or plain for
+        an outside auditor). Returns the number of closed decisions in it."""
+        net = self._net(ref)
+        state = net.state()
+        ops = net.holdings.replica.ops()
+        key = None if plain else net.secret.export_key
+        data = export_log(state, ops, key=key, nonce=None if plain else random_bytes(24))
+        write_private_file(path, [data])
+        return sum(1 for d in state.decisions.values() if d.status == "closed")
+
+    def log_verify(self, path: Path) -> LogReport:
+        """Check a decision log file, with the export keys of every network we hold."""
+        data = _read_limited(path, MAX_LOG_BYTES)
+        keys = {n.secret.export_key.epoch_id: n.secret.export_key for n in self._networks.values()}
+        return verify_log(data, keys=keys)
+
+    # -- bundles -------------------------------------------------------------------------
+
+    def bundle_summary(self, ref: str, path: Path) -> bytes:
+        net = self._net(ref)
+        return write_summary(
+            path, net.holdings, network_id=net.network_id, key=net.secret.bundle_key
+        )
+
+    def bundle_export(
+        self,
+        ref: str,
+        path: Path,
+        *,
+        for_summary: Path | None = None,
+        progress: Progress | None = None,
+    ) -> int:
+        net = self._net(ref)
+        summary = None
+        if for_summary is not None:
+            keys = {net.network_id: net.secret.bundle_key}
+            try:
+                _, summary = read_summary(_read_limited(for_summary, 1 << 20), keys)
+            except RemoteProtocolError as exc:
+                raise NodeError(f"that summary cannot be used: {exc}") from None
+        return export_bundle(
+            path,
+            net.holdings,
+            network_id=net.network_id,
+            key=net.secret.bundle_key,
+            for_summary=summary,
+            progress=progress or _quiet,
+        )
+
+    def bundle_import(self, path: Path, *, progress: Progress | None = None) -> ImportReport:
+        """Import a bundle into whichever network it belongs to.
+
+        Raises:
+            NodeError: not a bundle, damaged at the start, or for none of our networks.
+        """
+        networks = {
+            nid: (net.secret.bundle_key, _StoreHoldings(self, net))
+            for nid, net in self._networks.items()
+        }
+        try:
+            return import_bundle(path, networks, progress=progress or _quiet)
+        except RemoteProtocolError as exc:
+            raise NodeError(str(exc)) from None
+        except OSError as exc:
+            raise NodeError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def _quiet(done: int, total: int) -> None:
+    return None
+
+
+def _read_limited(path: Path, limit: int) -> bytes:
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(limit + 1)
+    except OSError as exc:
+        raise NodeError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if len(data) > limit:
+        raise NodeError(f"{path} is too large to be what it claims")
+    return data
+
+
+def _envelope_id(envelope: bytes) -> bytes:
+    return hashlib.blake2b(envelope, digest_size=32).digest()
+
+
+def _check_name(name: str) -> str:
+    name = name.strip()
+    if not 1 <= len(name) <= 100:
+        raise NodeError("a name is 1 to 100 characters")
+    return name
+
+
+def parse_rule(text: str, *, quorum: str | None = None, block_threshold: int = 1) -> RuleSpec:
+    """``consent``, ``consensus``, ``majority``, ``advice``, ``sense_check`` or
+    ``supermajority:NUM/DEN:BASE`` (base cast, participating or eligible).
+
+    Raises:
+        NodeError: with the accepted forms.
+    """
+    try:
+        q = _ratio(quorum) if quorum else Ratio(1, 2)
+        if text.startswith("supermajority"):
+            parts = text.split(":")
+            if len(parts) != 3:
+                raise NodeError("write a supermajority as supermajority:2/3:eligible")
+            return RuleSpec("supermajority", q, _ratio(parts[1]), parts[2])
+        return RuleSpec(text, q, block_threshold=block_threshold)
+    except LocalProtocolError as exc:
+        raise NodeError(str(exc)) from None
+
+
+def _ratio(text: str) -> Ratio:
+    num, _, den = text.partition("/")
+    if not (num.isdigit() and den.isdigit()):
+        raise NodeError(f"{text!r} is not a fraction like 1/2")
+    return Ratio(int(num), int(den))
+
+
+def _resolve(what: str, ref: str, candidates: Mapping[bytes, str]) -> bytes:
+    """A name (case-insensitive, exact) or a hex id prefix of at least 4 digits."""
+    wanted = ref.strip().casefold()
+    by_name = [k for k, label in candidates.items() if label.casefold() == wanted]
+    if len(by_name) == 1:
+        return by_name[0]
+    by_prefix = (
+        [k for k in candidates if k.hex().startswith(wanted)]
+        if len(wanted) >= 4 and all(c in "0123456789abcdef" for c in wanted)
+        else []
+    )
+    found = by_name or by_prefix
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise NotFound(f"no {what} matches {ref!r}")
+    listed = ", ".join(f"{candidates[k]} ({k.hex()[:8]})" for k in sorted(found))
+    raise AmbiguousReference(f"{ref!r} matches several: {listed}; give more of the id")
+
+
+class _StoreHoldings:
+    """The network's in-memory holdings, with every newly accepted envelope also stored
+    (a :class:`protocol.syncpeer.Holdings` for sync sessions and bundle imports)."""
+
+    def __init__(self, node: Node, net: _Network) -> None:
+        self._node = node
+        self._net = net
+        self._inner = net.holdings
+
+    def chain_index(self) -> DagChains:
+        return self._inner.chain_index()
+
+    def envelope_of(self, op_id: bytes) -> bytes:
+        return self._inner.envelope_of(op_id)
+
+    def order_key(self, op_id: bytes) -> tuple[int, bytes]:
+        return self._inner.order_key(op_id)
+
+    def unattributed(self) -> Mapping[bytes, bytes]:
+        return self._inner.unattributed()
+
+    def receive(self, envelopes: Sequence[bytes | Envelope]) -> ReceiveReport:
+        parsed = [parse_envelope(e) if isinstance(e, bytes) else e for e in envelopes]
+        before = set(self._inner.envelope_ids)
+        report = self._inner.receive(parsed)
+        new = [
+            (e.envelope_id, e.raw)
+            for e in parsed
+            if e.envelope_id in self._inner.envelope_ids and e.envelope_id not in before
+        ]
+        if new:
+            self._node.profile.store.add_envelopes(self._net.network_id, new)
+        return report
