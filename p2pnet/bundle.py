@@ -13,6 +13,7 @@ import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 from crypto import EpochKey, random_bytes
 from protocol import RemoteProtocolError
@@ -32,6 +33,7 @@ __all__ = [
     "Progress",
     "export_bundle",
     "import_bundle",
+    "import_bundle_from",
     "read_summary",
     "write_private_file",
     "write_summary",
@@ -130,37 +132,48 @@ def import_bundle(
     *,
     progress: Progress = _no_progress,
 ) -> ImportReport:
-    """Import a bundle into whichever of ``networks`` it belongs to.
+    """Import a bundle file into whichever of ``networks`` it belongs to.
 
     Raises:
         RemoteProtocolError: not a bundle, or for none of these networks (nothing imported).
         OSError: the file cannot be read.
     """
-    total = max(os.path.getsize(path) - HEADER_BYTES, 0) // CHUNK_BYTES
     with open(path, "rb") as fh:
-        head = fh.read(HEADER_BYTES)
-        first = fh.read(CHUNK_BYTES)
-        reader = BundleReader(head, {n: k for n, (k, _) in networks.items()}, first)
-        holdings = networks[reader.network_id][1]
-        report = ImportReport(reader.network_id)
-        _receive(holdings, reader.first(), report)
-        done = 1
+        return import_bundle_from(fh, os.path.getsize(path), networks, progress=progress)
+
+
+def import_bundle_from(
+    fh: BinaryIO,
+    size: int,
+    networks: Mapping[bytes, tuple[EpochKey, Holdings]],
+    *,
+    progress: Progress = _no_progress,
+) -> ImportReport:
+    """:func:`import_bundle` from an open binary stream of ``size`` bytes."""
+    total = max(size - HEADER_BYTES, 0) // CHUNK_BYTES
+    head = fh.read(HEADER_BYTES)
+    first = fh.read(CHUNK_BYTES)
+    reader = BundleReader(head, {n: k for n, (k, _) in networks.items()}, first)
+    holdings = networks[reader.network_id][1]
+    report = ImportReport(reader.network_id)
+    _receive(holdings, reader.first(), report)
+    done = 1
+    progress(done, total)
+    while not reader.finished:
+        chunk = fh.read(CHUNK_BYTES)
+        try:
+            envelopes = reader.next_chunk(chunk)
+        except RemoteProtocolError as exc:
+            report.truncated = len(chunk) < CHUNK_BYTES
+            report.problems.append(
+                "the bundle ends early: only part of it was copied"
+                if report.truncated
+                else f"stopped at part {done + 1} of {total}: {exc}"
+            )
+            break
+        _receive(holdings, envelopes, report)
+        done += 1
         progress(done, total)
-        while not reader.finished:
-            chunk = fh.read(CHUNK_BYTES)
-            try:
-                envelopes = reader.next_chunk(chunk)
-            except RemoteProtocolError as exc:
-                report.truncated = len(chunk) < CHUNK_BYTES
-                report.problems.append(
-                    "the bundle ends early: only part of it was copied"
-                    if report.truncated
-                    else f"stopped at part {done + 1} of {total}: {exc}"
-                )
-                break
-            _receive(holdings, envelopes, report)
-            done += 1
-            progress(done, total)
     return report
 
 

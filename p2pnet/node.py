@@ -19,13 +19,15 @@ the remedy where there is one; the CLI and TUI show them as they are.
 from __future__ import annotations
 
 import hashlib
+import io
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from crypto import (
+    CryptoError,
     EpochKey,
     Identity,
     KdfParams,
@@ -39,6 +41,7 @@ from p2pnet.bundle import (
     Progress,
     export_bundle,
     import_bundle,
+    import_bundle_from,
     read_summary,
     write_private_file,
     write_summary,
@@ -58,19 +61,36 @@ from protocol import (
     wire,
 )
 from protocol.build import genesis_op, next_op
+from protocol.bundle import seal_bundle
 from protocol.envelope import Envelope
 from protocol.holdings import DagChains, MemoryHoldings, Verifier, verify_all
+from protocol.invite import (
+    WELCOME_MAGIC,
+    InviteCode,
+    JoinRequest,
+    Welcome,
+    open_join_request,
+    open_welcome,
+    parse_invite_code,
+    seal_join_request,
+    seal_welcome,
+    split_welcome_file,
+    welcome_file,
+)
 from protocol.log import MAX_LOG_BYTES
 from protocol.matching import Match, matches
 from protocol.rules import Ratio, RuleSpec, validate_position
 from protocol.settings import defaults_for
 from protocol.syncpeer import ReceiveReport
-from protocol.vocabulary import NETWORK_TYPES
+from protocol.vocabulary import MEMBER_KINDS, NETWORK_TYPES
 
 __all__ = ["AmbiguousReference", "Node", "NodeError", "NotAllowed", "NotFound"]
 
 _NAME_KEY = "identity-name"
 _NETWORK_KEY = "network"
+_INVITES_KEY = "invites"
+_PENDING_KEY = "pending-joins"
+_DAY_MS = 86_400_000
 
 
 class NodeError(P2pnetError):
@@ -498,6 +518,198 @@ class Node:
             {"target": _resolve("decision or agreement", target, labels), "text": text},
         )
 
+    # -- invites (carried by hand) -------------------------------------------------------
+
+    def _invites(self, net: _Network) -> dict[bytes, list[Any]]:
+        """Invite id -> [secret, uses left, expires at (ms), joiners it admitted]."""
+        raw = self.profile.store.get(net.network_id, _INVITES_KEY)
+        if raw is None:
+            return {}
+        rows = wire.decode(raw, max_size=1 << 22, max_items=1 << 16)
+        return {row[0]: list(row[1:]) for row in rows}
+
+    def _save_invites(self, net: _Network, invites: dict[bytes, list[Any]]) -> None:
+        rows = [[k, *invites[k]] for k in sorted(invites)]
+        self.profile.store.put(net.network_id, _INVITES_KEY, wire.encode(rows))
+
+    def create_invite(self, ref: str, *, uses: int = 1, expires_in_ms: int = 7 * _DAY_MS) -> str:
+        """A one-time (or ``uses``-time) invite code for this network, valid for
+        ``expires_in_ms``. The code holds no key that reads anything.
+
+        Raises:
+            NotAllowed: not an active member. NodeError: bad uses or expiry.
+        """
+        if not 1 <= uses <= 100 or not 0 < expires_in_ms <= 90 * _DAY_MS:
+            raise NodeError("an invite admits 1 to 100 people and lasts at most 90 days")
+        net = self._net(ref)
+        me = net.state().members.get(self.identity.public.key)
+        if me is None or not me.active:
+            raise NotAllowed("you are not an active member of this network")
+        secret = random_bytes(16)
+        code = InviteCode(net.network_id, self.identity.public.key, secret)
+        invites = self._invites(net)
+        invites[code.invite_id] = [secret, uses, now_ms() + expires_in_ms, []]
+        self._save_invites(net, invites)
+        return code.text()
+
+    def join_request(self, code_text: str, path: Path) -> bytes:
+        """Write a join request for the inviter of ``code_text``; returns the network id.
+
+        Raises:
+            NodeError: a damaged code, or a network we already belong to.
+        """
+        try:
+            code = parse_invite_code(code_text)
+        except RemoteProtocolError as exc:
+            raise NodeError(str(exc)) from None
+        if code.network_id in self._networks:
+            raise NodeError("you already belong to this network")
+        request = seal_join_request(
+            code, self.identity, display_name=self.name or "New member", kind="individual"
+        )
+        write_private_file(path, [request])
+        pending = self._pending_joins()
+        pending[code.network_id] = code.inviter
+        self._save_pending(pending)
+        return code.network_id
+
+    def _pending_joins(self) -> dict[bytes, bytes]:
+        """Network id -> the inviter's key, for joins asked and not yet welcomed."""
+        raw = self.profile.store.get(None, _PENDING_KEY)
+        return {row[0]: row[1] for row in wire.decode(raw, max_size=1 << 20)} if raw else {}
+
+    def _save_pending(self, pending: dict[bytes, bytes]) -> None:
+        rows = [[k, pending[k]] for k in sorted(pending)]
+        self.profile.store.put(None, _PENDING_KEY, wire.encode(rows))
+
+    def accept_invite(self, ref: str, request: Path, *, out: Path) -> AcceptResult:
+        """Admit the person who wrote ``request`` (or open the admission decision the
+        network's rules require) and, once they are a member, write their welcome file.
+
+        Raises:
+            NodeError: a request that is not for us, damaged, for a used or expired
+                invite, or for another network.
+        """
+        net = self._net(ref)
+        invites = self._invites(net)
+        now = now_ms()
+        data = _read_limited(request, 4096)
+        # Open invites, plus used ones for the joiner they admitted (to write the welcome
+        # again, or after an admission decision passed).
+        secrets = {i: v[0] for i, v in invites.items() if v[2] > now and (v[1] > 0 or v[3])}
+        try:
+            joining = open_join_request(data, self.identity, secrets)
+        except RemoteProtocolError as exc:
+            raise NodeError(str(exc)) from None
+        if joining.network_id != net.network_id:
+            raise NodeError("this request is for another network")
+        record = invites[joining.invite_id]
+        if record[1] <= 0 and joining.joiner not in record[3]:
+            raise NodeError("this invite was already used")
+        state = net.state()
+        member = state.members.get(joining.joiner)
+        decision_id: bytes | None = None
+        if member is None:
+            if state.settings.admission == "any_member":
+                self._write(
+                    ref,
+                    "member_admit",
+                    {
+                        "display_name": _safe_name(joining.display_name),
+                        "kind": joining.kind if joining.kind in MEMBER_KINDS else "individual",
+                        "member": joining.joiner,
+                    },
+                )
+            else:
+                decision_id = self._admission_decision(ref, state, joining)
+            if joining.joiner not in record[3]:
+                record[1] -= 1
+                record[3].append(joining.joiner)
+                self._save_invites(net, invites)
+        elif not member.active:
+            raise NotAllowed("this person left or was removed; they must join with a new key")
+        state = net.state()
+        if joining.joiner not in state.members:
+            return AcceptResult("decision_pending", decision_id, welcome_written=False)
+        self._write_welcome(net, joining.joiner, out)
+        return AcceptResult("admitted", decision_id, welcome_written=True)
+
+    def _admission_decision(self, ref: str, state: NetworkState, joining: JoinRequest) -> bytes:
+        for decision in state.decisions.values():
+            if (
+                decision.kind == "admission"
+                and decision.subject == joining.joiner
+                and (decision.status == "open")
+            ):
+                return decision.decision_id
+        name = _safe_name(joining.display_name)
+        op = self.propose(
+            ref,
+            title=f"Admit {name}",
+            kind="admission",
+            subject=joining.joiner,
+            text=f"{name} asks to join, invited by {self.name or 'a member'}.",
+        )
+        return op.op_id
+
+    def _write_welcome(self, net: _Network, joiner: bytes, out: Path) -> None:
+        envelope = seal_welcome(
+            self.identity,
+            joiner,
+            secret=net.secret,
+            genesis_id=net.genesis_id,
+            epochs=list(net.epochs.values()),
+        )
+        _StoreHoldings(self, net).receive([envelope])  # it also travels by sync
+        bundle = b"".join(
+            seal_bundle(net.network_id, _all_envelopes(net.holdings), key=net.secret.bundle_key)
+        )
+        write_private_file(out, [welcome_file(envelope, bundle)])
+
+    def _import_welcome(self, data: bytes, progress: Progress) -> ImportReport:
+        try:
+            envelope, bundle = split_welcome_file(data)
+        except RemoteProtocolError as exc:
+            raise NodeError(str(exc)) from None
+        for network_id, inviter in self._pending_joins().items():
+            try:
+                welcome = open_welcome(envelope, self.identity, inviter=inviter)
+            except (CryptoError, RemoteProtocolError):
+                continue
+            if welcome.secret.network_id != network_id:
+                continue
+            return self._join(welcome, bundle, progress)
+        raise NodeError(
+            "this welcome is not for you, or you have not asked to join its network "
+            "(run: p2pnet join CODE --request FILE first)"
+        )
+
+    def _join(self, welcome: Welcome, bundle: bytes, progress: Progress) -> ImportReport:
+        secret = welcome.secret
+        epochs = {e.epoch_id: e for e in welcome.epochs}
+        net = _Network(
+            secret=secret,
+            genesis_id=welcome.genesis_id,
+            epochs=epochs,
+            holdings=self._holdings(secret, welcome.genesis_id, epochs),
+        )
+        self.profile.store.put(secret.network_id, _NETWORK_KEY, _pack_network(net))
+        keystore = self.profile.keystore
+        keystore.save(keystore.contents.with_network(secret))
+        self._networks[secret.network_id] = net
+        networks = {secret.network_id: (secret.bundle_key, _StoreHoldings(self, net))}
+        try:
+            report = import_bundle_from(
+                io.BytesIO(bundle), len(bundle), networks, progress=progress
+            )
+        except RemoteProtocolError as exc:
+            raise NodeError(f"the welcome's bundle is damaged: {exc}") from None
+        pending = self._pending_joins()
+        pending.pop(secret.network_id, None)
+        self._save_pending(pending)
+        self._catch_up(net)
+        return report
+
     # -- decision log --------------------------------------------------------------------
 
     def log_export(self, ref: str, path: Path, *, plain: bool = False) -> int:
@@ -556,6 +768,10 @@ class Node:
         Raises:
             NodeError: not a bundle, damaged at the start, or for none of our networks.
         """
+        with open_or_fail(path) as fh:
+            head = fh.read(len(WELCOME_MAGIC))
+        if head == WELCOME_MAGIC:
+            return self._import_welcome(_read_limited(path, 1 << 31), progress or _quiet)
         networks = {
             nid: (net.secret.bundle_key, _StoreHoldings(self, net))
             for nid, net in self._networks.items()
@@ -570,6 +786,34 @@ class Node:
 
 def _quiet(done: int, total: int) -> None:
     return None
+
+
+@dataclass(frozen=True, slots=True)
+class AcceptResult:
+    """What ``invite accept`` did: ``admitted`` (welcome written) or ``decision_pending``."""
+
+    status: str
+    decision_id: bytes | None
+    welcome_written: bool
+
+
+def open_or_fail(path: Path) -> BinaryIO:
+    try:
+        return open(path, "rb")
+    except OSError as exc:
+        raise NodeError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def _safe_name(name: str) -> str:
+    cleaned = "".join(ch for ch in name if ch.isprintable()).strip()[:100]
+    return cleaned or "New member"
+
+
+def _all_envelopes(holdings: MemoryHoldings) -> list[bytes]:
+    index = holdings.chain_index()
+    op_ids = [o for author, _, _ in index.chains() for o in index.ops_above(author, 0)]
+    ordered = sorted(op_ids, key=holdings.order_key)
+    return [holdings.envelope_of(o) for o in ordered] + list(holdings.unattributed().values())
 
 
 def _read_limited(path: Path, limit: int) -> bytes:
