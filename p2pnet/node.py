@@ -63,6 +63,7 @@ from protocol import (
 from protocol.build import genesis_op, next_op
 from protocol.bundle import seal_bundle
 from protocol.envelope import Envelope
+from protocol.fold import Folder
 from protocol.holdings import DagChains, MemoryHoldings, Verifier, verify_all
 from protocol.invite import (
     WELCOME_MAGIC,
@@ -128,6 +129,16 @@ class _Network:
     @property
     def network_id(self) -> bytes:
         return self.secret.network_id
+
+    @property
+    def folder(self) -> Folder:
+        """The fold's live records: cheap reads for hot paths (no view is built)."""
+        return self.holdings.replica.folder
+
+    @property
+    def name(self) -> str:
+        genesis = self.folder.genesis
+        return str(genesis["name"]) if genesis else ""
 
     def state(self) -> NetworkState:
         state = self.holdings.replica.state()
@@ -250,7 +261,9 @@ class Node:
         if not stored:
             return
         envelopes = [parse_envelope(s.data) for s in stored]
-        net.holdings.receive(envelopes)
+        # Every row is authenticated under the profile key and was verified when it
+        # arrived (or written by this profile): no signature is checked again here.
+        net.holdings.receive(envelopes, from_own_store=True)
         net.position = stored[-1].position
 
     def create_network(
@@ -314,7 +327,7 @@ class Node:
         Raises:
             NotFound, AmbiguousReference.
         """
-        candidates = {nid: net.state().name for nid, net in self._networks.items()}
+        candidates = {nid: net.name for nid, net in self._networks.items()}
         return _resolve("network", ref, candidates)
 
     def state(self, ref: str) -> NetworkState:
@@ -329,11 +342,11 @@ class Node:
         net = self._net(ref)
         with self.profile.store.transaction() as tx:
             self._catch_up(net)
-            state = net.state()
-            me = state.members.get(self.identity.public.key)
-            if me is None or not me.active:
+            folder = net.folder
+            me = folder.members.get(self.identity.public.key)
+            if me is None or me.status != "active":
                 raise NotAllowed("you are not an active member of this network")
-            epoch = net.epochs.get(state.current_epoch)
+            epoch = net.epochs.get(folder.epochs[-1]) if folder.epochs else None
             if epoch is None:
                 raise NodeError(
                     "you do not hold this network's current key yet: sync with a member"
@@ -363,8 +376,8 @@ class Node:
     # -- members -------------------------------------------------------------------------
 
     def member_key(self, ref: str, member: str) -> bytes:
-        state = self.state(ref)
-        return _resolve("member", member, {k: m.display_name for k, m in state.members.items()})
+        members = self._net(ref).folder.members
+        return _resolve("member", member, {k: m.display_name for k, m in members.items()})
 
     def update_profile(
         self,
@@ -445,8 +458,8 @@ class Node:
     # -- decisions -----------------------------------------------------------------------
 
     def decision_id(self, ref: str, decision: str) -> bytes:
-        state = self.state(ref)
-        return _resolve("decision", decision, {k: d.title for k, d in state.decisions.items()})
+        decisions = self._net(ref).folder.decisions
+        return _resolve("decision", decision, {k: d.title for k, d in decisions.items()})
 
     def propose(
         self,
@@ -479,7 +492,7 @@ class Node:
 
     def position(self, ref: str, decision: str, stance: str, reason: str = "") -> VerifiedOp:
         decision_id = self.decision_id(ref, decision)
-        found = self.state(ref).decisions[decision_id]
+        found = self._net(ref).folder.decisions[decision_id]
         if stance != "withdraw":
             try:
                 validate_position(found.rule, stance, reason)
@@ -488,7 +501,7 @@ class Node:
         body = {
             "proposal": decision_id,
             "reason": reason,
-            "round": found.current_round,
+            "round": found.rounds[-1],
             "stance": stance,
         }
         return self._write(ref, "position", body)
@@ -504,19 +517,12 @@ class Node:
         return self._write(ref, "close", {"outcome": outcome, "proposal": decision_id})
 
     def comment(self, ref: str, target: str, text: str) -> VerifiedOp:
-        state = self.state(ref)
-        labels = {k: d.title for k, d in state.decisions.items()}
-        labels.update(
-            {
-                a.agreement_id: state.versions[a.versions[-1]].title
-                for a in state.agreements.values()
-            }
-        )
-        return self._write(
-            ref,
-            "comment",
-            {"target": _resolve("decision or agreement", target, labels), "text": text},
-        )
+        folder = self._net(ref).folder
+        labels = {k: d.title for k, d in folder.decisions.items()}
+        for agreement in folder.agreements.values():
+            labels[agreement.agreement_id] = folder.versions[agreement.versions[-1]].title
+        target_id = _resolve("decision or agreement", target, labels)
+        return self._write(ref, "comment", {"target": target_id, "text": text})
 
     # -- invites (carried by hand) -------------------------------------------------------
 

@@ -20,7 +20,7 @@ from protocol._errors import MissingEpochKey, RemoteProtocolError
 from protocol.dag import Dag
 from protocol.envelope import Envelope, GroupEnvelope, decrypt_group, parse_envelope
 from protocol.fold import Replica, no_gc_pauses
-from protocol.signed import VerifiedOp, verify_signed_op
+from protocol.signed import VerifiedOp, reload_verified_op, verify_signed_op
 from protocol.syncpeer import ReceiveReport
 
 __all__ = ["DagChains", "MemoryHoldings"]
@@ -29,6 +29,12 @@ MAX_UNATTRIBUTED = 100_000
 MAX_UNATTRIBUTED_BYTES = 256 << 20
 
 Verifier = Callable[[Sequence[bytes]], list[VerifiedOp]]
+
+
+def _reload_all(signed: Sequence[bytes]) -> list[VerifiedOp]:
+    # Rows of the node's own store were verified when they arrived (see
+    # protocol.signed.reload_verified_op): start-up does not check signatures again.
+    return [reload_verified_op(s) for s in signed]
 
 
 def verify_all(signed: Sequence[bytes]) -> list[VerifiedOp]:
@@ -98,7 +104,9 @@ class MemoryHoldings:
     def unattributed(self) -> Mapping[bytes, bytes]:
         return self._unattributed
 
-    def receive(self, envelopes: Sequence[bytes | Envelope]) -> ReceiveReport:
+    def receive(
+        self, envelopes: Sequence[bytes | Envelope], *, from_own_store: bool = False
+    ) -> ReceiveReport:
         """Validate a batch (raw or already parsed envelopes), then keep it.
 
         Raises:
@@ -106,9 +114,11 @@ class MemoryHoldings:
                 decrypt under the key its epoch id names, or carries a bad signature.
         """
         with no_gc_pauses():
-            return self._receive(envelopes)
+            return self._receive(envelopes, from_own_store)
 
-    def _receive(self, envelopes: Sequence[bytes | Envelope]) -> ReceiveReport:
+    def _receive(
+        self, envelopes: Sequence[bytes | Envelope], from_own_store: bool = False
+    ) -> ReceiveReport:
         parsed: list[tuple[bytes, bytes, bytes | None]] = []  # (envelope id, data, signed)
         duplicates = 0
         for item in envelopes:
@@ -127,8 +137,9 @@ class MemoryHoldings:
                 except CryptoError:
                     raise RemoteProtocolError("an envelope fails decryption") from None
             parsed.append((env.envelope_id, env.raw, signed))
+        verify = _reload_all if from_own_store else self._verify
         try:
-            verified = iter(self._verify([s for _, _, s in parsed if s is not None]))
+            verified = iter(verify([s for _, _, s in parsed if s is not None]))
         except CryptoError:
             raise RemoteProtocolError("an op's signature does not verify") from None
         opened: list[tuple[bytes, bytes, VerifiedOp | None]] = []

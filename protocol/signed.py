@@ -225,6 +225,33 @@ def verify_signed_op(signed: bytes) -> VerifiedOp:
     )
 
 
+def reload_verified_op(signed: bytes) -> VerifiedOp:
+    """Rebuild a :class:`VerifiedOp` from bytes this node verified before, *without*
+    checking the signature again.
+
+    Only for ops read back from the node's own store, where every row is authenticated
+    under the profile key (so it can only hold what this profile wrote after verifying
+    it). The structure is still checked; a damaged row raises.
+
+    Raises:
+        RemoteProtocolError: the bytes are not a well-formed signed op.
+    """
+    if type(signed) is not bytes or len(signed) < 70 or signed[0] != 0x92:
+        raise RemoteProtocolError("a stored op is damaged")
+    if signed[1] == 0xC4:
+        n, start = signed[2], 3
+    elif signed[1] == 0xC5:
+        n, start = int.from_bytes(signed[2:4], "big"), 4
+    else:
+        raise RemoteProtocolError("a stored op is damaged")
+    try:
+        op = _unpackb(signed[start : start + n], raw=False, strict_map_key=False)
+    except (ValueError, TypeError, OverflowError, RecursionError, msgpack.UnpackException):
+        raise RemoteProtocolError("a stored op is damaged") from None
+    _check_fields(op)
+    return _verified(op, signed)
+
+
 def _verified(op: dict[str, Any], signed: bytes) -> VerifiedOp:
     return _make_verified(
         VerifiedOp,
