@@ -1,0 +1,667 @@
+"""What the command line prints: one JSON view per reading command, and its plain text.
+
+Every reading command builds a JSON-ready dict first (ids and member keys as full hex,
+times as milliseconds since 1970 UTC, absent values as ``null``) and renders its plain
+text from that same dict, so the two forms never disagree. The field names are a
+stable interface, documented in docs/cli.md; add fields, never rename them.
+
+Names and titles from other members pass the protocol's checks (no control or
+direction-override characters), but the text renderer still replaces any such
+character: a terminal must never interpret what a peer wrote.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from crypto import PublicIdentity
+from p2pnet.bundle import ImportReport
+from protocol import LogReport, NetworkState
+from protocol.matching import Match
+from protocol.rules import RuleSpec, Tally
+from protocol.settings import Settings
+from protocol.state import Agreement, Decision, Member, Position
+from protocol.vocabulary import NETWORK_TYPES
+
+__all__ = [
+    "agreement_list",
+    "agreement_view",
+    "decision_list",
+    "decision_view",
+    "import_view",
+    "log_view",
+    "match_view",
+    "member_list",
+    "member_view",
+    "network_list",
+    "network_view",
+    "render",
+    "rule_spec",
+    "rule_view",
+    "tally_view",
+    "verify_view",
+]
+
+Json = dict[str, Any]
+_UNSAFE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+_SHORT = 8  # hex digits of an id shown in tables: enough to type back as a reference
+
+
+def _clean(value: object) -> str:
+    return _UNSAFE.sub("\ufffd", str(value))
+
+
+def _short(hex_id: str | None) -> str:
+    return hex_id[:_SHORT] if hex_id else "-"
+
+
+def _when(ms: int) -> str:
+    try:
+        return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M UTC")
+    except (ValueError, OverflowError, OSError):  # a peer's clock can say anything
+        return f"{ms} ms"
+
+
+def _table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
+    cells = [[_clean(c) for c in headers], *[[_clean(c) for c in row] for row in rows]]
+    if len(cells) == 1:
+        return "(none)"
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def _fields(pairs: Iterable[tuple[str, object]]) -> str:
+    pairs = list(pairs)
+    width = max(len(k) for k, _ in pairs)
+    return "\n".join(f"{k + ':':<{width + 1}} {_clean(v)}" for k, v in pairs)
+
+
+def _ratio(value: Any) -> str:
+    return f"{value.num}/{value.den}"
+
+
+# -- rules and tallies ------------------------------------------------------------------
+
+
+def rule_spec(rule: RuleSpec) -> str:
+    """The ``--rule`` form of a rule: ``consent`` or ``supermajority:2/3:eligible``."""
+    if rule.rule == "supermajority" and rule.threshold is not None:
+        return f"supermajority:{_ratio(rule.threshold)}:{rule.base}"
+    return rule.rule
+
+
+def rule_view(rule: RuleSpec) -> Json:
+    return {
+        "spec": rule_spec(rule),
+        "rule": rule.rule,
+        "quorum": _ratio(rule.quorum),
+        "threshold": _ratio(rule.threshold) if rule.threshold is not None else None,
+        "base": rule.base,
+        "block_threshold": rule.block_threshold,
+    }
+
+
+def _rule_text(rule: Json) -> str:
+    return f"{rule['spec']} (quorum {rule['quorum']})"
+
+
+def tally_view(tally: Tally | Mapping[str, Any] | None) -> Json | None:
+    if tally is None:
+        return None
+    wire = tally.to_wire() if isinstance(tally, Tally) else dict(tally)
+    return {**wire, "counts": dict(wire["counts"])}
+
+
+def _tally_text(tally: Json) -> str:
+    counts = ", ".join(f"{k} {v}" for k, v in tally["counts"].items())
+    quorum = "" if tally["quorum_met"] else ", quorum not met"
+    fragile = ", fragile (many stood aside)" if tally["fragile"] else ""
+    return (
+        f"{tally['outcome']} ({counts}; {tally['participants']} of {tally['eligible']} "
+        f"took a position{quorum}{fragile})"
+    )
+
+
+def _settings(settings: Settings) -> Json:
+    return {
+        "admission": settings.admission,
+        "admission_rule": rule_view(settings.admission_rule),
+        "ordinary_rule": rule_view(settings.ordinary_rule),
+        "removal_rule": rule_view(settings.removal_rule),
+        "charter_rule": rule_view(settings.charter_rule),
+        "money_rule": rule_view(settings.money_rule),
+        "emergency_k": settings.emergency_k,
+        "grace_ms": settings.grace_ms,
+        "closes_in_ms": settings.closes_in_ms,
+    }
+
+
+def _jsonable(value: Any) -> Any:
+    """Op body values (a decision's subject) as JSON: bytes become hex."""
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def _name(state: NetworkState, key: bytes | None) -> str | None:
+    if key is None:
+        return None
+    member = state.members.get(key)
+    return member.display_name if member is not None else None
+
+
+def _label(name: str | None, key: str | None) -> str:
+    return f"{name or '(unnamed)'} ({_short(key)})"
+
+
+# -- networks ---------------------------------------------------------------------------
+
+
+def _network_row(state: NetworkState) -> Json:
+    return {
+        "id": state.network_id.hex(),
+        "name": state.name,
+        "type": state.network_type,
+        "purpose": state.purpose,
+        "active_members": len(state.active_members()),
+        "open_decisions": sum(1 for d in state.decisions.values() if d.status == "open"),
+    }
+
+
+def network_list(states: Sequence[NetworkState]) -> Json:
+    return {"networks": [_network_row(s) for s in states]}
+
+
+def network_view(state: NetworkState) -> Json:
+    statuses = [d.status for d in state.decisions.values()]
+    return {
+        **_network_row(state),
+        "type_description": NETWORK_TYPES.get(state.network_type, ""),
+        "genesis_id": state.genesis_id.hex(),
+        "members_total": len(state.members),
+        "agreement_count": len(state.agreements),
+        "decision_counts": {s: statuses.count(s) for s in ("open", "closed", "withdrawn")},
+        "settings": _settings(state.settings),
+        "epoch_count": len(state.epochs),
+        "equivocators": sorted(k.hex() for k in state.equivocators),
+        "ops_applied": state.applied,
+        "ops_invalid": state.invalid,
+    }
+
+
+# -- members ----------------------------------------------------------------------------
+
+
+def _member_row(member: Member, me: bytes) -> Json:
+    return {
+        "key": member.key.hex(),
+        "name": member.display_name,
+        "kind": member.kind,
+        "status": member.status,
+        "roles": list(member.roles),
+        "offers": list(member.offers),
+        "needs": list(member.needs),
+        "verified_by": sorted(k.hex() for k in member.verified_by),
+        "verified_by_me": me in member.verified_by,
+        "me": member.key == me,
+    }
+
+
+def member_list(state: NetworkState, me: bytes) -> Json:
+    members = sorted(state.members.values(), key=lambda m: (m.status, m.display_name, m.key))
+    return {"network": state.network_id.hex(), "members": [_member_row(m, me) for m in members]}
+
+
+def member_view(state: NetworkState, key: bytes, me: bytes) -> Json:
+    member = state.members[key]
+    return {
+        **_member_row(member, me),
+        "network": state.network_id.hex(),
+        "fingerprint": PublicIdentity(member.key).fingerprint,
+        "admitted_by": member.admitted_by.hex(),
+        "invited_by": member.invited_by.hex() if member.invited_by else None,
+        "invited_by_name": _name(state, member.invited_by),
+        "exit_op": member.exit_op.hex() if member.exit_op else None,
+        "peer_id": member.peer_id,
+        "addresses": list(member.addresses),
+    }
+
+
+def match_view(state: NetworkState, found: Sequence[Match]) -> Json:
+    return {
+        "network": state.network_id.hex(),
+        "matches": [
+            {
+                "member": m.member.hex(),
+                "name": _name(state, m.member),
+                "need": m.capability,
+                "offered_by": [{"key": k.hex(), "name": _name(state, k)} for k in m.offered_by],
+            }
+            for m in found
+        ],
+    }
+
+
+# -- agreements -------------------------------------------------------------------------
+
+
+def _agreement_row(state: NetworkState, agreement: Agreement) -> Json:
+    latest = state.versions[agreement.versions[-1]]
+    adopted = state.versions[agreement.adopted] if agreement.adopted else None
+    return {
+        "id": agreement.agreement_id.hex(),
+        "kind": agreement.kind,
+        "title": latest.title,
+        "version_count": len(agreement.versions),
+        "adopted_version": adopted.number if adopted else None,
+        "endorsements": len(adopted.endorsed_by) if adopted else 0,
+    }
+
+
+def agreement_list(state: NetworkState) -> Json:
+    return {
+        "network": state.network_id.hex(),
+        "agreements": [_agreement_row(state, a) for a in state.agreements.values()],
+    }
+
+
+def agreement_view(state: NetworkState, agreement_id: bytes, me: bytes) -> Json:
+    agreement = state.agreements[agreement_id]
+    versions = [state.versions[v] for v in agreement.versions]
+    comments = [c for v in (agreement_id, *agreement.versions) for c in state.comments.get(v, ())]
+    return {
+        **_agreement_row(state, agreement),
+        "network": state.network_id.hex(),
+        "adopted": agreement.adopted.hex() if agreement.adopted else None,
+        "versions": [
+            {
+                "id": v.op_id.hex(),
+                "number": v.number,
+                "title": v.title,
+                "author": v.author.hex(),
+                "author_name": _name(state, v.author),
+                "adopted_by": v.adopted_by.hex() if v.adopted_by else None,
+                "endorsed_by": sorted(k.hex() for k in v.endorsed_by),
+                "endorsed_by_me": me in v.endorsed_by,
+            }
+            for v in versions
+        ],
+        "comments": [c.hex() for c in dict.fromkeys(comments)],
+    }
+
+
+# -- decisions --------------------------------------------------------------------------
+
+
+def _current_positions(decision: Decision) -> list[Position]:
+    """Each member's latest position of the current round (what a close now counts,
+    as far as this node knows), withdrawals dropped."""
+    if decision.status == "closed":
+        return list(decision.counted)
+    latest: dict[bytes, Position] = {}
+    for p in decision.positions:
+        held = latest.get(p.member)
+        if p.round == decision.current_round and (
+            held is None or (p.seq, p.op_id) > (held.seq, held.op_id)
+        ):
+            latest[p.member] = p
+    return sorted((p for p in latest.values() if p.stance != "withdraw"), key=lambda p: p.member)
+
+
+def _decision_row(decision: Decision) -> Json:
+    return {
+        "id": decision.decision_id.hex(),
+        "title": decision.title,
+        "kind": decision.kind,
+        "status": decision.status,
+        "rule": rule_view(decision.rule),
+        "closes_at": decision.closes_at,
+        "position_count": len(_current_positions(decision)),
+        "electorate_size": len(decision.electorate),
+        "outcome": tally_view(decision.outcome),
+    }
+
+
+def _subject_label(state: NetworkState, d: Decision) -> str | None:
+    subject = d.subject
+    if d.kind in ("admission", "removal") and isinstance(subject, bytes):
+        return _label(_name(state, subject), subject.hex())
+    if d.kind == "agreement_adoption" and isinstance(subject, bytes) and subject in state.versions:
+        version = state.versions[subject]
+        return f"{version.title}, version {version.number}"
+    if d.kind == "role" and isinstance(subject, Mapping):
+        member = subject.get("member")
+        if isinstance(member, bytes):
+            return f"{_label(_name(state, member), member.hex())} as {subject.get('role')}"
+    if d.kind == "governance_change":
+        return "new settings for the network"
+    return None
+
+
+def decision_list(state: NetworkState) -> Json:
+    return {
+        "network": state.network_id.hex(),
+        "decisions": [_decision_row(d) for d in state.decisions.values()],
+    }
+
+
+def decision_view(
+    state: NetworkState, decision_id: bytes, projected: Mapping[str, Any] | None
+) -> Json:
+    d = state.decisions[decision_id]
+    return {
+        **_decision_row(d),
+        "network": state.network_id.hex(),
+        "proposer": d.proposer.hex(),
+        "proposer_name": _name(state, d.proposer),
+        "subject": _jsonable(d.subject),
+        "subject_label": _subject_label(state, d),
+        "electorate": sorted(k.hex() for k in d.electorate),
+        "rounds": len(d.rounds),
+        "positions": [
+            {"member": p.member.hex(), "name": _name(state, p.member), "stance": p.stance}
+            for p in _current_positions(d)
+        ],
+        "projected": tally_view(projected),
+        "claimed": tally_view(d.claimed),
+        "disputed": d.disputed,
+        "closed_by": d.closed_by.hex() if d.closed_by else None,
+        "close_op": d.close_op.hex() if d.close_op else None,
+        "comments": [c.hex() for c in state.comments.get(decision_id, ())],
+    }
+
+
+def log_view(state: NetworkState) -> Json:
+    closed = [d for d in state.decisions.values() if d.status == "closed"]
+    return {
+        "network": state.network_id.hex(),
+        "decisions": [
+            {
+                "id": d.decision_id.hex(),
+                "title": d.title,
+                "kind": d.kind,
+                "rule": rule_view(d.rule),
+                "outcome": tally_view(d.outcome),
+                "disputed": d.disputed,
+                "closed_by": d.closed_by.hex() if d.closed_by else None,
+                "close_op": d.close_op.hex() if d.close_op else None,
+            }
+            for d in closed
+        ],
+    }
+
+
+def verify_view(report: LogReport) -> Json:
+    return {
+        "ok": report.ok,
+        "opened": report.opened,
+        "encrypted": report.encrypted,
+        "network_id": report.network_id.hex() if report.network_id else None,
+        "network_name": report.network_name,
+        "genesis_id": report.genesis_id.hex() if report.genesis_id else None,
+        "ops": report.ops,
+        "problems": list(report.problems),
+        "decisions": [
+            {
+                "id": d.decision_id.hex(),
+                "close_op": d.close_op.hex(),
+                "title": d.title,
+                "kind": d.kind,
+                "rule": rule_view(d.rule),
+                "outcome": tally_view(d.outcome),
+                "position_count": d.positions,
+                "disputed": d.disputed,
+                "confirmed": d.confirmed,
+            }
+            for d in report.decisions
+        ],
+    }
+
+
+def import_view(report: ImportReport, network_name: str | None) -> Json:
+    return {
+        "network_id": report.network_id.hex(),
+        "network_name": network_name,
+        "imported": report.imported,
+        "duplicates": report.duplicates,
+        "unattributed": report.unattributed,
+        "invalid": report.invalid,
+        "truncated": report.truncated,
+        "problems": list(report.problems),
+    }
+
+
+# -- plain text -------------------------------------------------------------------------
+
+
+def _network_list_text(data: Json) -> str:
+    rows = [
+        (_short(n["id"]), n["name"], n["type"], n["active_members"], n["open_decisions"])
+        for n in data["networks"]
+    ]
+    return _table(("ID", "NAME", "TYPE", "MEMBERS", "OPEN DECISIONS"), rows)
+
+
+def _network_text(data: Json) -> str:
+    s = data["settings"]
+    decisions = data["decision_counts"]
+    text = _fields(
+        [
+            ("network", f"{data['name']} ({data['id']})"),
+            ("type", f"{data['type']}: {data['type_description']}"),
+            ("purpose", data["purpose"] or "-"),
+            ("members", f"{data['active_members']} active of {data['members_total']}"),
+            ("agreements", data["agreement_count"]),
+            ("decisions", ", ".join(f"{v} {k}" for k, v in decisions.items())),
+            ("admission", s["admission"]),
+            ("ordinary rule", _rule_text(s["ordinary_rule"])),
+            ("admission rule", _rule_text(s["admission_rule"])),
+            ("removal rule", _rule_text(s["removal_rule"])),
+            ("charter rule", _rule_text(s["charter_rule"])),
+            ("money rule", _rule_text(s["money_rule"])),
+            ("emergency removal", f"needs {s['emergency_k']} members"),
+            ("default deadline", f"{s['closes_in_ms'] // 3_600_000} hours"),
+        ]
+    )
+    if data["equivocators"]:
+        forked = ", ".join(_short(k) for k in data["equivocators"])
+        text += f"\nWARNING: these members signed conflicting histories: {forked}"
+    return text
+
+
+def _member_list_text(data: Json) -> str:
+    rows = [
+        (
+            _short(m["key"]),
+            (m["name"] or "(unnamed)") + (" (you)" if m["me"] else ""),
+            m["kind"],
+            m["status"],
+            "yes" if m["verified_by_me"] else "no",
+            ",".join(m["offers"]) or "-",
+            ",".join(m["needs"]) or "-",
+        )
+        for m in data["members"]
+    ]
+    return _table(("KEY", "NAME", "KIND", "STATUS", "VERIFIED", "OFFERS", "NEEDS"), rows)
+
+
+def _member_text(data: Json) -> str:
+    return _fields(
+        [
+            ("name", (data["name"] or "(unnamed)") + (" (you)" if data["me"] else "")),
+            ("key", data["key"]),
+            ("fingerprint", data["fingerprint"]),
+            ("kind", data["kind"]),
+            ("status", data["status"]),
+            ("roles", ", ".join(data["roles"]) or "-"),
+            ("offers", ", ".join(data["offers"]) or "-"),
+            ("needs", ", ".join(data["needs"]) or "-"),
+            ("verified by", ", ".join(_short(k) for k in data["verified_by"]) or "nobody yet"),
+            ("verified by you", "yes" if data["verified_by_me"] else "no"),
+            ("admitted by op", _short(data["admitted_by"])),
+            (
+                "invited by",
+                _label(data["invited_by_name"], data["invited_by"]) if data["invited_by"] else "-",
+            ),
+        ]
+    )
+
+
+def _match_text(data: Json) -> str:
+    rows = [
+        (
+            _label(m["name"], m["member"]),
+            m["need"],
+            ", ".join(_label(o["name"], o["key"]) for o in m["offered_by"]) or "nobody yet",
+        )
+        for m in data["matches"]
+    ]
+    return _table(("MEMBER", "NEEDS", "OFFERED BY"), rows)
+
+
+def _agreement_list_text(data: Json) -> str:
+    rows = [
+        (
+            _short(a["id"]),
+            a["title"],
+            a["kind"],
+            a["version_count"],
+            a["adopted_version"] or "not adopted",
+            a["endorsements"],
+        )
+        for a in data["agreements"]
+    ]
+    return _table(("ID", "TITLE", "KIND", "VERSIONS", "ADOPTED", "ENDORSED"), rows)
+
+
+def _agreement_text(data: Json) -> str:
+    head = _fields(
+        [
+            ("agreement", f"{data['title']} ({data['id']})"),
+            ("kind", data["kind"]),
+            ("in force", f"version {data['adopted_version']}" if data["adopted"] else "none"),
+            ("comments", len(data["comments"])),
+        ]
+    )
+    rows = [
+        (
+            v["number"],
+            _short(v["id"]),
+            v["title"],
+            _label(v["author_name"], v["author"]),
+            _short(v["adopted_by"]) if v["adopted_by"] else "-",
+            len(v["endorsed_by"]),
+        )
+        for v in data["versions"]
+    ]
+    versions = _table(("#", "ID", "TITLE", "AUTHOR", "ADOPTED BY", "ENDORSED"), rows)
+    return f"{head}\n\n{versions}"
+
+
+def _decision_list_text(data: Json) -> str:
+    rows = [
+        (
+            _short(d["id"]),
+            d["title"],
+            d["kind"],
+            d["rule"]["spec"],
+            d["outcome"]["outcome"] if d["outcome"] else d["status"],
+            f"{d['position_count']}/{d['electorate_size']}",
+            _when(d["closes_at"]),
+        )
+        for d in data["decisions"]
+    ]
+    return _table(("ID", "TITLE", "KIND", "RULE", "STATUS", "POSITIONS", "CLOSES"), rows)
+
+
+def _decision_text(data: Json) -> str:
+    pairs: list[tuple[str, object]] = [
+        ("decision", f"{data['title']} ({data['id']})"),
+        ("kind", data["kind"]),
+        ("rule", _rule_text(data["rule"])),
+        ("proposed by", _label(data["proposer_name"], data["proposer"])),
+        ("status", data["status"]),
+        ("closes", _when(data["closes_at"])),
+    ]
+    if data["subject_label"] is not None:
+        pairs.append(("subject", data["subject_label"]))
+    if data["projected"]:
+        pairs.append(("if closed now", _tally_text(data["projected"])))
+    if data["outcome"]:
+        pairs.append(("outcome", _tally_text(data["outcome"])))
+    if data["disputed"]:
+        pairs.append(("DISPUTED", "the closer recorded a different outcome than this one"))
+    pairs.append(("comments", len(data["comments"])))
+    rows = [(_label(p["name"], p["member"]), p["stance"]) for p in data["positions"]]
+    positions = _table(("MEMBER", "STANCE"), rows)
+    visible = "Positions are visible to every member and signed."
+    return f"{_fields(pairs)}\n\n{positions}\n{visible}"
+
+
+def _log_text(data: Json) -> str:
+    rows = [
+        (_short(d["id"]), d["title"], d["kind"], d["rule"]["spec"], d["outcome"]["outcome"])
+        for d in data["decisions"]
+        if d["outcome"]
+    ]
+    return _table(("ID", "TITLE", "KIND", "RULE", "OUTCOME"), rows)
+
+
+def _verify_text(data: Json) -> str:
+    if not data["opened"]:
+        return "\n".join(f"problem: {_clean(p)}" for p in data["problems"])
+    lines = [
+        f"network: {_clean(data['network_name'] or '?')} ({data['network_id']})",
+        f"genesis: {data['genesis_id']}",
+        f"{data['ops']} signed ops, {len(data['decisions'])} closed decisions",
+    ]
+    for d in data["decisions"]:
+        mark = "ok" if d["confirmed"] else "NOT CONFIRMED"
+        lines.append(
+            f"  {_short(d['id'])} {_clean(d['title'])}: {d['outcome']['outcome']} [{mark}]"
+        )
+    lines += [f"problem: {_clean(p)}" for p in data["problems"]]
+    lines.append(
+        "verified: every op is signed and linked to the genesis, and the outcomes recompute"
+        if data["ok"]
+        else f"NOT VERIFIED: {len(data['problems'])} problem(s)"
+    )
+    return "\n".join(lines)
+
+
+def _import_text(data: Json) -> str:
+    name = _clean(data["network_name"] or data["network_id"])
+    text = (
+        f"Imported into {name}: {data['imported']} new, {data['duplicates']} already held, "
+        f"{data['invalid']} refused, {data['unattributed']} kept for later."
+    )
+    return "\n".join([text, *(f"problem: {_clean(p)}" for p in data["problems"])])
+
+
+_RENDERERS = {
+    "network_list": _network_list_text,
+    "network": _network_text,
+    "member_list": _member_list_text,
+    "member": _member_text,
+    "match": _match_text,
+    "agreement_list": _agreement_list_text,
+    "agreement": _agreement_text,
+    "decision_list": _decision_list_text,
+    "decision": _decision_text,
+    "log": _log_text,
+    "verify": _verify_text,
+    "import": _import_text,
+}
+
+
+def render(view: str, data: Json) -> str:
+    """The plain text of a view built by the functions above."""
+    return _RENDERERS[view](data)
