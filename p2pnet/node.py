@@ -18,6 +18,7 @@ the remedy where there is one; the CLI and TUI show them as they are.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import time
@@ -48,6 +49,7 @@ from p2pnet.bundle import (
 )
 from p2pnet.errors import P2pnetError
 from p2pnet.profile import Profile, create_profile, open_profile, wipe_profile
+from p2pnet.store import Transaction
 from protocol import (
     LocalProtocolError,
     LogReport,
@@ -92,6 +94,7 @@ _NETWORK_KEY = "network"
 _INVITES_KEY = "invites"
 _PENDING_KEY = "pending-joins"
 _DAY_MS = 86_400_000
+_MAX_WELCOME = 1 << 30
 
 
 class NodeError(P2pnetError):
@@ -163,8 +166,14 @@ class Node:
         self.profile = profile
         self._verifier = verifier
         self._networks: dict[bytes, _Network] = {}
+        # Networks that could not be loaded, with the reason: one damaged network must
+        # not lock its member out of the others.
+        self.unavailable: dict[bytes, str] = {}
         for network_id, secret in profile.keystore.contents.networks.items():
-            self._networks[network_id] = self._load(secret)
+            try:
+                self._networks[network_id] = self._load(secret)
+            except (NodeError, RemoteProtocolError) as exc:
+                self.unavailable[network_id] = str(exc)
 
     # -- opening and closing -------------------------------------------------------------
 
@@ -196,7 +205,12 @@ class Node:
         Raises:
             KeystoreMissing, KeystoreLocked, KeystoreCorrupt, StoreCorrupt.
         """
-        return cls(open_profile(home, profile, passphrase))
+        opened = open_profile(home, profile, passphrase)
+        try:
+            return cls(opened)
+        except BaseException:
+            opened.close()
+            raise
 
     def close(self) -> None:
         self.profile.close()
@@ -260,10 +274,16 @@ class Node:
         stored = list(self.profile.store.envelopes(net.network_id, after=net.position))
         if not stored:
             return
-        envelopes = [parse_envelope(s.data) for s in stored]
-        # Every row is authenticated under the profile key and was verified when it
-        # arrived (or written by this profile): no signature is checked again here.
-        net.holdings.receive(envelopes, from_own_store=True)
+        # Rows are authenticated under the profile key; those verified when they arrived
+        # (or written by this profile) are not checked again. Rows kept without a check
+        # (no key for them then) are verified now like anything received.
+        trusted = [parse_envelope(s.data) for s in stored if s.verified]
+        unchecked = [parse_envelope(s.data) for s in stored if not s.verified]
+        net.holdings.receive(trusted, from_own_store=True)
+        if unchecked:
+            # Any that fail stay out of memory; a peer's sync may bring good copies.
+            with contextlib.suppress(RemoteProtocolError):
+                net.holdings.receive(unchecked)
         net.position = stored[-1].position
 
     def create_network(
@@ -346,7 +366,9 @@ class Node:
             me = folder.members.get(self.identity.public.key)
             if me is None or me.status != "active":
                 raise NotAllowed("you are not an active member of this network")
-            epoch = net.epochs.get(folder.epochs[-1]) if folder.epochs else None
+            # The newest announced epoch whose key we hold (DESIGN.md): a key we have not
+            # received yet must never stop us from writing, least of all a removal.
+            epoch = next((net.epochs[e] for e in reversed(folder.epochs) if e in net.epochs), None)
             if epoch is None:
                 raise NodeError(
                     "you do not hold this network's current key yet: sync with a member"
@@ -526,17 +548,21 @@ class Node:
 
     # -- invites (carried by hand) -------------------------------------------------------
 
-    def _invites(self, net: _Network) -> dict[bytes, list[Any]]:
-        """Invite id -> [secret, uses left, expires at (ms), joiners it admitted]."""
-        raw = self.profile.store.get(net.network_id, _INVITES_KEY)
+    def _invites(self, net: _Network, tx: Transaction) -> dict[bytes, list[Any]]:
+        """Invite id -> [secret, uses left, expires at (ms), joiners it admitted]. Read
+        and written inside one transaction, so a CLI and the TUI cannot both spend a
+        one-time invite."""
+        raw = tx.get(net.network_id, _INVITES_KEY)
         if raw is None:
             return {}
         rows = wire.decode(raw, max_size=1 << 22, max_items=1 << 16)
         return {row[0]: list(row[1:]) for row in rows}
 
-    def _save_invites(self, net: _Network, invites: dict[bytes, list[Any]]) -> None:
+    def _save_invites(
+        self, net: _Network, tx: Transaction, invites: dict[bytes, list[Any]]
+    ) -> None:
         rows = [[k, *invites[k]] for k in sorted(invites)]
-        self.profile.store.put(net.network_id, _INVITES_KEY, wire.encode(rows))
+        tx.put(net.network_id, _INVITES_KEY, wire.encode(rows))
 
     def create_invite(self, ref: str, *, uses: int = 1, expires_in_ms: int = 7 * _DAY_MS) -> str:
         """A one-time (or ``uses``-time) invite code for this network, valid for
@@ -553,9 +579,10 @@ class Node:
             raise NotAllowed("you are not an active member of this network")
         secret = random_bytes(16)
         code = InviteCode(net.network_id, self.identity.public.key, secret)
-        invites = self._invites(net)
-        invites[code.invite_id] = [secret, uses, now_ms() + expires_in_ms, []]
-        self._save_invites(net, invites)
+        with self.profile.store.transaction() as tx:
+            invites = self._invites(net, tx)
+            invites[code.invite_id] = [secret, uses, now_ms() + expires_in_ms, []]
+            self._save_invites(net, tx, invites)
         return code.text()
 
     def join_request(self, code_text: str, path: Path) -> bytes:
@@ -574,19 +601,20 @@ class Node:
             code, self.identity, display_name=self.name or "New member", kind="individual"
         )
         write_private_file(path, [request])
-        pending = self._pending_joins()
-        pending[code.network_id] = code.inviter
-        self._save_pending(pending)
+        with self.profile.store.transaction() as tx:
+            pending = self._pending_joins(tx)
+            pending[code.network_id] = code.inviter
+            self._save_pending(tx, pending)
         return code.network_id
 
-    def _pending_joins(self) -> dict[bytes, bytes]:
+    def _pending_joins(self, tx: Transaction) -> dict[bytes, bytes]:
         """Network id -> the inviter's key, for joins asked and not yet welcomed."""
-        raw = self.profile.store.get(None, _PENDING_KEY)
+        raw = tx.get(None, _PENDING_KEY)
         return {row[0]: row[1] for row in wire.decode(raw, max_size=1 << 20)} if raw else {}
 
-    def _save_pending(self, pending: dict[bytes, bytes]) -> None:
+    def _save_pending(self, tx: Transaction, pending: dict[bytes, bytes]) -> None:
         rows = [[k, pending[k]] for k in sorted(pending)]
-        self.profile.store.put(None, _PENDING_KEY, wire.encode(rows))
+        tx.put(None, _PENDING_KEY, wire.encode(rows))
 
     def accept_invite(self, ref: str, request: Path, *, out: Path) -> AcceptResult:
         """Admit the person who wrote ``request`` (or open the admission decision the
@@ -597,26 +625,26 @@ class Node:
                 invite, or for another network.
         """
         net = self._net(ref)
-        invites = self._invites(net)
-        now = now_ms()
         data = _read_limited(request, 4096)
-        # Open invites, plus used ones for the joiner they admitted (to write the welcome
-        # again, or after an admission decision passed).
-        secrets = {i: v[0] for i, v in invites.items() if v[2] > now and (v[1] > 0 or v[3])}
+        with self.profile.store.transaction() as tx:
+            invites = self._invites(net, tx)
+        now = now_ms()
+        # Open invites, plus used ones for the joiners they were spent on (to write the
+        # welcome again, or once an admission decision passed, even after the expiry).
+        secrets = {i: v[0] for i, v in invites.items() if (v[2] > now and v[1] > 0) or v[3]}
         try:
             joining = open_join_request(data, self.identity, secrets)
         except RemoteProtocolError as exc:
             raise NodeError(str(exc)) from None
         if joining.network_id != net.network_id:
             raise NodeError("this request is for another network")
-        record = invites[joining.invite_id]
-        if record[1] <= 0 and joining.joiner not in record[3]:
-            raise NodeError("this invite was already used")
-        state = net.state()
-        member = state.members.get(joining.joiner)
+        if not self._spend_invite(net, joining):
+            raise NodeError("this invite was already used, or has expired")
+        folder = net.folder
+        member = folder.members.get(joining.joiner)
         decision_id: bytes | None = None
         if member is None:
-            if state.settings.admission == "any_member":
+            if net.state().settings.admission == "any_member":
                 self._write(
                     ref,
                     "member_admit",
@@ -627,18 +655,29 @@ class Node:
                     },
                 )
             else:
-                decision_id = self._admission_decision(ref, state, joining)
-            if joining.joiner not in record[3]:
-                record[1] -= 1
-                record[3].append(joining.joiner)
-                self._save_invites(net, invites)
-        elif not member.active:
+                decision_id = self._admission_decision(ref, net.state(), joining)
+        elif member.status != "active":
             raise NotAllowed("this person left or was removed; they must join with a new key")
-        state = net.state()
-        if joining.joiner not in state.members:
+        if joining.joiner not in folder.members:
             return AcceptResult("decision_pending", decision_id, welcome_written=False)
         self._write_welcome(net, joining.joiner, out)
         return AcceptResult("admitted", decision_id, welcome_written=True)
+
+    def _spend_invite(self, net: _Network, joining: JoinRequest) -> bool:
+        """Count one use of the invite for this joiner, atomically (once per joiner)."""
+        with self.profile.store.transaction() as tx:
+            invites = self._invites(net, tx)
+            record = invites.get(joining.invite_id)
+            if record is None:
+                return False
+            if joining.joiner in record[3]:
+                return True
+            if record[1] <= 0 or record[2] <= now_ms():
+                return False
+            record[1] -= 1
+            record[3].append(joining.joiner)
+            self._save_invites(net, tx, invites)
+            return True
 
     def _admission_decision(self, ref: str, state: NetworkState, joining: JoinRequest) -> bytes:
         for decision in state.decisions.values():
@@ -666,18 +705,27 @@ class Node:
             genesis_id=net.genesis_id,
             epochs=list(net.epochs.values()),
         )
-        _StoreHoldings(self, net).receive([envelope])  # it also travels by sync
         bundle = b"".join(
             seal_bundle(net.network_id, _all_envelopes(net.holdings), key=net.secret.bundle_key)
         )
         write_private_file(out, [welcome_file(envelope, bundle)])
+        # It also travels by sync; if the store refuses it (a flood of junk filling the
+        # unattributed pool), the file written above still carries it.
+        with contextlib.suppress(RemoteProtocolError):
+            _StoreHoldings(self, net).receive([envelope])
 
-    def _import_welcome(self, data: bytes, progress: Progress) -> ImportReport:
+    def _import_welcome(self, path: Path, progress: Progress) -> ImportReport:
+        with self.profile.store.transaction() as tx:
+            pending = self._pending_joins(tx)
+        if not pending:
+            raise NodeError(
+                "you have not asked to join a network: run p2pnet join --request FILE first"
+            )
         try:
-            envelope, bundle = split_welcome_file(data)
+            envelope, bundle = split_welcome_file(_read_limited(path, _MAX_WELCOME))
         except RemoteProtocolError as exc:
             raise NodeError(str(exc)) from None
-        for network_id, inviter in self._pending_joins().items():
+        for network_id, inviter in pending.items():
             try:
                 welcome = open_welcome(envelope, self.identity, inviter=inviter)
             except (CryptoError, RemoteProtocolError):
@@ -685,12 +733,11 @@ class Node:
             if welcome.secret.network_id != network_id:
                 continue
             return self._join(welcome, bundle, progress)
-        raise NodeError(
-            "this welcome is not for you, or you have not asked to join its network "
-            "(run: p2pnet join CODE --request FILE first)"
-        )
+        raise NodeError("this welcome is not for you, or not from the member who invited you")
 
     def _join(self, welcome: Welcome, bundle: bytes, progress: Progress) -> ImportReport:
+        """Import the welcome's bundle first; only a complete import registers the network
+        (a damaged bundle leaves the profile as it was)."""
         secret = welcome.secret
         epochs = {e.epoch_id: e for e in welcome.epochs}
         net = _Network(
@@ -699,20 +746,27 @@ class Node:
             epochs=epochs,
             holdings=self._holdings(secret, welcome.genesis_id, epochs),
         )
-        self.profile.store.put(secret.network_id, _NETWORK_KEY, _pack_network(net))
+        networks = {secret.network_id: (secret.bundle_key, net.holdings)}
+        try:
+            stream = io.BytesIO(bundle)
+            report = import_bundle_from(stream, len(bundle), networks, progress=progress)
+        except RemoteProtocolError as exc:
+            raise NodeError(f"the welcome's bundle is damaged: {exc}") from None
+        if report.truncated or net.holdings.replica.state() is None:
+            raise NodeError("the welcome's bundle is incomplete: ask your inviter for a new one")
+        store = self.profile.store
+        unattributed = net.holdings.unattributed()
+        kept = [(op_id, data) for op_id, data in net.holdings.by_op.items()]
+        store.add_envelopes(secret.network_id, [(_envelope_id(d), d) for _, d in kept])
+        store.add_envelopes(secret.network_id, list(unattributed.items()), verified=False)
+        with store.transaction() as tx:
+            tx.put(secret.network_id, _NETWORK_KEY, _pack_network(net))
+            pending = self._pending_joins(tx)
+            pending.pop(secret.network_id, None)
+            self._save_pending(tx, pending)
         keystore = self.profile.keystore
         keystore.save(keystore.contents.with_network(secret))
         self._networks[secret.network_id] = net
-        networks = {secret.network_id: (secret.bundle_key, _StoreHoldings(self, net))}
-        try:
-            report = import_bundle_from(
-                io.BytesIO(bundle), len(bundle), networks, progress=progress
-            )
-        except RemoteProtocolError as exc:
-            raise NodeError(f"the welcome's bundle is damaged: {exc}") from None
-        pending = self._pending_joins()
-        pending.pop(secret.network_id, None)
-        self._save_pending(pending)
         self._catch_up(net)
         return report
 
@@ -777,7 +831,7 @@ class Node:
         with open_or_fail(path) as fh:
             head = fh.read(len(WELCOME_MAGIC))
         if head == WELCOME_MAGIC:
-            return self._import_welcome(_read_limited(path, 1 << 31), progress or _quiet)
+            return self._import_welcome(path, progress or _quiet)
         networks = {
             nid: (net.secret.bundle_key, _StoreHoldings(self, net))
             for nid, net in self._networks.items()
@@ -912,14 +966,20 @@ class _StoreHoldings:
         return self._inner.unattributed()
 
     def receive(self, envelopes: Sequence[bytes | Envelope]) -> ReceiveReport:
+        inner = self._inner
         parsed = [parse_envelope(e) if isinstance(e, bytes) else e for e in envelopes]
-        before = set(self._inner.envelope_ids)
-        report = self._inner.receive(parsed)
-        new = [
-            (e.envelope_id, e.raw)
-            for e in parsed
-            if e.envelope_id in self._inner.envelope_ids and e.envelope_id not in before
-        ]
-        if new:
-            self._node.profile.store.add_envelopes(self._net.network_id, new)
-        return report
+        fresh = [e for e in parsed if e.envelope_id not in inner.envelope_ids]
+        try:
+            return inner.receive(parsed)
+        finally:
+            # Store whatever memory kept, even when the batch failed part-way, so what a
+            # restart reloads is exactly what this session holds.
+            kept = [e for e in fresh if e.envelope_id in inner.envelope_ids]
+            unattributed = inner.unattributed()
+            verified = [(e.envelope_id, e.raw) for e in kept if e.envelope_id not in unattributed]
+            unverified = [(e.envelope_id, e.raw) for e in kept if e.envelope_id in unattributed]
+            store = self._node.profile.store
+            if verified:
+                store.add_envelopes(self._net.network_id, verified)
+            if unverified:
+                store.add_envelopes(self._net.network_id, unverified, verified=False)

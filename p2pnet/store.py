@@ -65,6 +65,7 @@ class StoredEnvelope:
 
     position: int
     data: bytes
+    verified: bool = True  # False: kept without a signature check (no key for it yet)
 
 
 class Transaction:
@@ -74,17 +75,26 @@ class Transaction:
         self._store = store
         self._db = store._db
 
-    def add_envelopes(self, network_id: bytes, envelopes: Iterable[tuple[bytes, bytes]]) -> int:
+    def add_envelopes(
+        self,
+        network_id: bytes,
+        envelopes: Iterable[tuple[bytes, bytes]],
+        *,
+        verified: bool = True,
+    ) -> int:
         """Insert ``(envelope_id, envelope_bytes)`` pairs; duplicates are ignored.
+        ``verified`` records whether their signatures were checked (sealed with the row,
+        so a later reader knows which rows it may trust without checking again).
 
         Returns how many were new.
         """
         key = self._store._key
         net = key.index(network_id)
+        flag = b"\x01" if verified else b"\x00"
         rows = []
         for eid, data in envelopes:
             eid_idx = key.index(eid)
-            rows.append((eid_idx, net, key.seal(data, b"env" + eid_idx)))
+            rows.append((eid_idx, net, key.seal(flag + data, b"env" + eid_idx)))
         before = self._db.total_changes
         self._db.executemany(
             "INSERT OR IGNORE INTO envelopes (eid, net, data) VALUES (?, ?, ?)", rows
@@ -218,10 +228,16 @@ class Store:
             self._db.execute("ROLLBACK")
             raise StoreError(f"could not commit: {exc}") from None
 
-    def add_envelopes(self, network_id: bytes, envelopes: Iterable[tuple[bytes, bytes]]) -> int:
+    def add_envelopes(
+        self,
+        network_id: bytes,
+        envelopes: Iterable[tuple[bytes, bytes]],
+        *,
+        verified: bool = True,
+    ) -> int:
         """Insert a batch in one transaction; returns how many were new."""
         with self.transaction() as tx:
-            return tx.add_envelopes(network_id, envelopes)
+            return tx.add_envelopes(network_id, envelopes, verified=verified)
 
     def get(self, network_id: bytes | None, name: str) -> bytes | None:
         with self.transaction() as tx:
@@ -253,7 +269,9 @@ class Store:
                 data = key.open(sealed, b"env" + eid_idx)
             except DecryptionFailed:
                 raise StoreCorrupt("a stored envelope does not decrypt") from None
-            yield StoredEnvelope(position, data)
+            if not data or data[0] not in (0, 1):
+                raise StoreCorrupt("a stored envelope is damaged")
+            yield StoredEnvelope(position, data[1:], data[0] == 1)
 
     def close(self) -> None:
         """Close the database (idempotent)."""

@@ -250,7 +250,7 @@ class Dag:
 
     # -- writing -------------------------------------------------------------------------
 
-    def add(self, op: VerifiedOp) -> list[VerifiedOp]:
+    def add(self, op: VerifiedOp, *, bounded: bool = True) -> list[VerifiedOp]:
         """Offer one op. Returns the ops that became indexed (this one and any that waited
         on it), parents first. Duplicates return ``[]``. Invalid ops land in
         :attr:`rejected`.
@@ -265,7 +265,7 @@ class Dag:
             return []
         missing = [p for p in op[5] if p not in index]
         if missing:
-            if len(self._waiting_ids) >= MAX_WAITING:
+            if bounded and len(self._waiting_ids) >= MAX_WAITING:
                 raise OverflowError("too many ops wait for missing parents")
             self._waiting_ids.add(op.op_id)
             # Wait on one missing parent; when it arrives the op is offered again.

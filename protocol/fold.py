@@ -623,8 +623,13 @@ def _comment(f: Folder, op: VerifiedOp, author: _MemberRec) -> None:
 def _epoch(f: Folder, op: VerifiedOp, author: _MemberRec) -> None:
     if op.body["epoch"] in f.epochs:
         raise _Invalid("epoch already announced")
-    if op.body["cause"] not in f.dag or not f.dag.in_past(op.body["cause"], op.op_id):
+    cause = op.body["cause"]
+    if cause not in f.dag or not f.dag.in_past(cause, op.op_id):
         raise _Invalid("an epoch names an op in its past as its cause")
+    # Only a departure (a leave, a removal's close, the k-th emergency signature) starts an
+    # epoch: otherwise any member could announce keys no one holds and freeze the network.
+    if not any(m.exit_op == cause for m in f.members.values()):
+        raise _Invalid("an epoch is started only by a member's leaving or removal")
     f.epochs.append(op.body["epoch"])
 
 
@@ -721,8 +726,9 @@ class Replica:
         """
         return self.add_many([op])
 
-    def add_many(self, ops: Iterable[VerifiedOp]) -> list[VerifiedOp]:
-        """:meth:`add` for a batch (one sort, one pass).
+    def add_many(self, ops: Iterable[VerifiedOp], *, bounded: bool = True) -> list[VerifiedOp]:
+        """:meth:`add` for a batch (one sort, one pass). ``bounded=False`` lifts the limit
+        on ops waiting for parents: for reloading what this node already kept.
 
         Raises:
             OverflowError: too many ops wait for missing parents (see :class:`Dag`).
@@ -730,7 +736,7 @@ class Replica:
         ready: list[VerifiedOp] = []
         try:
             for op in ops:
-                ready.extend(self.dag.add(op))
+                ready.extend(self.dag.add(op, bounded=bounded))
         finally:
             # Even when the DAG refuses a later op (OverflowError), fold what it indexed,
             # so the replica always equals the fold of its DAG.

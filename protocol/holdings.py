@@ -148,14 +148,18 @@ class MemoryHoldings:
             if op is not None and op.net != self.network_id:
                 raise RemoteProtocolError("op belongs to another network")
             opened.append((envelope_id, data, op))
-        return self._keep(opened, duplicates)
+        return self._keep(opened, duplicates, bounded=not from_own_store)
 
     def _keep(
-        self, opened: list[tuple[bytes, bytes, VerifiedOp | None]], duplicates: int
+        self,
+        opened: list[tuple[bytes, bytes, VerifiedOp | None]],
+        duplicates: int,
+        *,
+        bounded: bool = True,
     ) -> ReceiveReport:
         unattributed = sum(1 for _, _, op in opened if op is None)
         unattributed_bytes = sum(len(data) for _, data, op in opened if op is None)
-        if (
+        if bounded and (
             len(self._unattributed) + unattributed > MAX_UNATTRIBUTED
             or self._unattributed_bytes + unattributed_bytes > MAX_UNATTRIBUTED_BYTES
         ):
@@ -164,7 +168,8 @@ class MemoryHoldings:
         ready: list[VerifiedOp] = []
         envelope_of_op: dict[bytes, bytes] = {}
         for envelope_id, data, op in opened:
-            if envelope_id in self.envelope_ids:
+            if envelope_id in self.envelope_ids or (op is not None and op.op_id in self.by_op):
+                # A replay, or the same op sealed again under another nonce: not kept.
                 duplicates += 1
                 continue
             self.envelope_ids.add(envelope_id)
@@ -172,16 +177,13 @@ class MemoryHoldings:
                 self._unattributed[envelope_id] = data
                 self._unattributed_bytes += len(data)
                 continue
-            if op.op_id in self.by_op:  # the same op in another envelope (another nonce)
-                duplicates += 1
-                continue
             self.by_op[op.op_id] = data
             envelope_of_op[op.op_id] = envelope_id
             ready.append(op)
         before = len(self.replica.dag.rejected)
         dag = self.replica.dag
         try:
-            self.replica.add_many(ready)
+            self.replica.add_many(ready, bounded=bounded)
         except OverflowError:
             # The batch is refused: forget what of it waits for parents; what the DAG
             # already indexed and folded is valid and stays.

@@ -26,7 +26,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from crypto import (
     CryptoError,
@@ -75,7 +75,7 @@ def invite_id(secret: bytes) -> bytes:
 class InviteCode:
     network_id: bytes
     inviter: bytes
-    secret: bytes
+    secret: bytes = field(repr=False)
     addresses: tuple[str, ...] = ()
 
     @property
@@ -245,6 +245,10 @@ def open_welcome(envelope: SealedEnvelope, joiner: Identity, *, inviter: bytes) 
     _, network_id, secret_bytes, genesis_id, epochs, signer, addressee = payload
     if signer != inviter or addressee != joiner.public.key:
         raise RemoteProtocolError("the welcome is not from your inviter, or not for you")
+    if type(epochs) is not list or not all(
+        type(e) is list and len(e) == 2 and all(type(x) is bytes for x in e) for e in epochs
+    ):
+        raise RemoteProtocolError("the welcome is damaged")
     try:
         verify_signature(inviter, b"welcome", payload_bytes, signature)
         secret = NetworkSecret(secret_bytes)

@@ -1,0 +1,107 @@
+"""Regression tests for the security review of the node, invites and bundles."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from crypto import EpochKey, KdfParams
+from p2pnet.node import Node, NodeError, NotAllowed, _StoreHoldings
+from protocol import RemoteProtocolError, seal_to_member, wire
+from protocol.envelope import parse_envelope
+from protocol.invite import open_welcome
+
+PASS = "correct horse battery staple"
+FAST = KdfParams.insecure_for_tests()
+
+
+def _node(home: Path, name: str) -> Node:
+    return Node.create(home / name, "default", PASS, name=name.title(), kdf=FAST)
+
+
+def test_an_epoch_no_one_holds_cannot_freeze_the_network(tmp_path: Path) -> None:
+    ana = _node(tmp_path, "ana")
+    ana.create_network("Net", "coordination")
+    # A member announces a fresh epoch without any departure and gives its key to no one.
+    genesis = next(iter(ana.state("Net").members.values())).admitted_by
+    with pytest.raises(NotAllowed, match="leaving or removal"):
+        ana._write("Net", "epoch", {"cause": genesis, "epoch": EpochKey.generate().epoch_id})
+    assert len(ana.state("Net").epochs) == 1  # refused by the fold
+    ana.propose("Net", title="Still able to decide")  # writing still works
+    ana.close()
+
+
+def test_rows_kept_unchecked_are_verified_on_reload(tmp_path: Path) -> None:
+    ana = _node(tmp_path, "ana")
+    ana.create_network("Net", "coordination")
+    net = ana._net("Net")  # type: ignore[attr-defined]
+    # A sealed envelope we cannot attribute is stored as unverified.
+    sealed = seal_to_member(ana.identity.public, b"not an op", route_tag=net.secret.route_tag)
+    _StoreHoldings(ana, net).receive([sealed])
+    flags = [s.verified for s in ana.profile.store.envelopes(net.network_id)]
+    assert flags.count(False) == 1
+    ana.close()
+    with Node.open(tmp_path / "ana", "default", PASS) as again:
+        assert again.state("Net").name == "Net"
+
+
+def test_a_one_time_invite_is_spent_once_across_two_processes_views(tmp_path: Path) -> None:
+    ana = _node(tmp_path, "ana")
+    ana.create_network("Net", "coordination")
+    ana.close()
+    tui = Node.open(tmp_path / "ana", "default", PASS)
+    cli = Node.open(tmp_path / "ana", "default", PASS)
+    ben, eve = _node(tmp_path, "ben"), _node(tmp_path, "eve")
+    code = tui.create_invite("Net")
+    cli.create_invite("Net")  # overlapping writes to the invites row
+    ben.join_request(code, tmp_path / "ben.req")
+    eve.join_request(code, tmp_path / "eve.req")
+    assert (
+        tui.accept_invite("Net", tmp_path / "ben.req", out=tmp_path / "ben.wl").status == "admitted"
+    )
+    cli.create_invite("Net")
+    with pytest.raises(NodeError, match="already used"):
+        cli.accept_invite("Net", tmp_path / "eve.req", out=tmp_path / "eve.wl")
+    for node in (tui, cli, ben, eve):
+        node.close()
+
+
+def test_a_welcome_without_its_bundle_leaves_the_joiner_unchanged(tmp_path: Path) -> None:
+    ana, ben = _node(tmp_path, "ana"), _node(tmp_path, "ben")
+    ana.create_network("Net", "coordination")
+    ben.join_request(ana.create_invite("Net"), tmp_path / "ben.req")
+    ana.accept_invite("Net", tmp_path / "ben.req", out=tmp_path / "ben.wl")
+    data = (tmp_path / "ben.wl").read_bytes()
+    length = int.from_bytes(data[9:13], "big")
+    (tmp_path / "cut.wl").write_bytes(data[: 13 + length])  # the courier kept the bundle
+    with pytest.raises(NodeError):
+        ben.bundle_import(tmp_path / "cut.wl")
+    assert ben.networks() == []
+    ben.bundle_import(tmp_path / "ben.wl")  # the real one still works afterwards
+    assert [s.name for s in ben.networks()] == ["Net"]
+    ana.close()
+    ben.close()
+
+
+def test_welcome_payload_with_malformed_epochs_is_a_clean_error(tmp_path: Path) -> None:
+    from protocol.envelope import seal_to_member  # noqa: PLC0415
+
+    ana, ben = _node(tmp_path, "ana"), _node(tmp_path, "ben")
+    payload = wire.encode(
+        [
+            "p2pnet-welcome",
+            b"n" * 16,
+            b"s" * 32,
+            b"g" * 32,
+            [{"0": 1}],
+            ana.identity.public.key,
+            ben.identity.public.key,
+        ]
+    )
+    signed = wire.encode([payload, ana.identity.sign(b"welcome", payload)])
+    env = parse_envelope(seal_to_member(ben.identity.public, signed, route_tag=b"r" * 16))
+    with pytest.raises(RemoteProtocolError, match="damaged"):
+        open_welcome(env, ben.identity, inviter=ana.identity.public.key)  # type: ignore[arg-type]
+    ana.close()
+    ben.close()
