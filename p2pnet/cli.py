@@ -541,8 +541,9 @@ def _remove(args: argparse.Namespace) -> None:
     _emit(
         args,
         {"member": key.hex(), "op_id": op.op_id.hex(), "removed": removed},
-        "The member is removed. Note: this version does not yet change the network's key "
-        "after a removal, so a device that holds it can still read updates it receives."
+        "The member is removed and a new network key was made for the others. Carry a "
+        "bundle to the other members soon: until they have the new key, what they write "
+        "can still be read with the old one."
         if removed
         else f"Your emergency-removal signature is recorded; the member is removed once "
         f"{needed} members have signed.",

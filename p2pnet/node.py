@@ -50,6 +50,7 @@ from p2pnet.bundle import (
 from p2pnet.errors import P2pnetError
 from p2pnet.profile import Profile, create_profile, open_profile, wipe_profile
 from p2pnet.store import Transaction
+from p2pnet.verify import ParallelVerifier
 from protocol import (
     LocalProtocolError,
     LogReport,
@@ -64,7 +65,8 @@ from protocol import (
 )
 from protocol.build import genesis_op, next_op
 from protocol.bundle import seal_bundle
-from protocol.envelope import Envelope
+from protocol.envelope import Envelope, SealedEnvelope
+from protocol.epochs import open_epoch_key, rotate_epoch
 from protocol.fold import Folder
 from protocol.holdings import DagChains, MemoryHoldings, Verifier, verify_all
 from protocol.invite import (
@@ -94,6 +96,7 @@ _NETWORK_KEY = "network"
 _INVITES_KEY = "invites"
 _PENDING_KEY = "pending-joins"
 _DAY_MS = 86_400_000
+_EXIT_TYPES = frozenset({"leave", "close", "emergency_remove"})
 _MAX_WELCOME = 1 << 30
 
 
@@ -162,9 +165,11 @@ def _pack_network(net: _Network) -> bytes:
 class Node:
     """An unlocked profile and its networks. Close it when done."""
 
-    def __init__(self, profile: Profile, *, verifier: Verifier = verify_all) -> None:
+    def __init__(self, profile: Profile, *, verifier: Verifier | None = None) -> None:
         self.profile = profile
-        self._verifier = verifier
+        # Large imports check signatures on two threads (p2pnet.verify).
+        self._pool = ParallelVerifier(2) if verifier is None else None
+        self._verifier: Verifier = verifier or self._pool or verify_all
         self._networks: dict[bytes, _Network] = {}
         # Networks that could not be loaded, with the reason: one damaged network must
         # not lock its member out of the others.
@@ -213,6 +218,8 @@ class Node:
             raise
 
     def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
         self.profile.close()
 
     def __enter__(self) -> Node:
@@ -281,9 +288,14 @@ class Node:
         unchecked = [parse_envelope(s.data) for s in stored if not s.verified]
         net.holdings.receive(trusted, from_own_store=True)
         if unchecked:
-            # Any that fail stay out of memory; a peer's sync may bring good copies.
-            with contextlib.suppress(RemoteProtocolError):
+            try:
                 net.holdings.receive(unchecked)
+            except RemoteProtocolError:
+                # One bad row must not keep the others out: take them one by one; the
+                # bad ones stay out of memory (a peer's sync may bring good copies).
+                for envelope in unchecked:
+                    with contextlib.suppress(RemoteProtocolError):
+                        net.holdings.receive([envelope])
         net.position = stored[-1].position
 
     def create_network(
@@ -393,7 +405,86 @@ class Node:
         if invalid is not None:
             # Stored (it is signed and may be a parent later) but it changed nothing.
             raise NotAllowed(invalid)
+        if op_type in _EXIT_TYPES:
+            self._rotate_if_due(net)
         return op
+
+    # -- key epochs ----------------------------------------------------------------------
+
+    def _rotate_if_due(self, net: _Network) -> None:
+        """Start a new key epoch for every departure not yet answered by one.
+
+        Who rotates: the author of the op that removed the member (the closer, the
+        k-th emergency signer); for a leave, the remaining active member with the
+        smallest key. Concurrent rotations are all valid; writers use the newest epoch
+        they hold. The new key is sealed to every remaining member; the announcing op is
+        sealed under the new key itself, so the departed member learns nothing from it.
+        """
+        folder = net.folder
+        me = self.identity.public.key
+        mine = folder.members.get(me)
+        if mine is None or mine.status != "active":
+            return
+        active = sorted(k for k, m in folder.members.items() if m.status == "active")
+        for member in list(folder.members.values()):
+            cause = member.exit_op
+            if cause is None or cause in folder.epoch_causes:
+                continue
+            rotator = (
+                active[0] if member.status == "left" else net.holdings.replica.dag.author(cause)
+            )
+            if rotator != me:
+                continue
+            self._rotate(net, cause)
+
+    def _rotate(self, net: _Network, cause: bytes) -> None:
+        new = EpochKey.generate()
+        with self.profile.store.transaction() as tx:
+            self._catch_up(net)
+            state = net.state()
+            op, sealed = rotate_epoch(
+                self.identity,
+                net.holdings.replica.dag,
+                state,
+                new_epoch=new,
+                cause=cause,
+                route_tag=net.secret.route_tag,
+                time=now_ms(),
+            )
+            net.epochs[new.epoch_id] = new
+            net.holdings.epochs[new.epoch_id] = new
+            tx.put(net.network_id, _NETWORK_KEY, _pack_network(net))
+            announce = seal_group(
+                op, epoch=new, route_tag=net.secret.route_tag, nonce=random_bytes(24)
+            )
+            tx.add_envelopes(net.network_id, [(_envelope_id(announce), announce)])
+            tx.add_envelopes(net.network_id, [(_envelope_id(e), e) for e in sealed], verified=False)
+        self._catch_up(net)
+
+    def _absorb_keys(self, net: _Network) -> int:
+        """Open sealed epoch keys addressed to us among what we hold; returns how many
+        new keys we learned (and re-reads what they unlock)."""
+        learned = 0
+        tried = net.extra.setdefault("tried", set())
+        for envelope_id, data in list(net.holdings.unattributed().items()):
+            if envelope_id in tried:
+                continue
+            tried.add(envelope_id)
+            envelope = parse_envelope(data)
+            if not isinstance(envelope, SealedEnvelope):
+                continue
+            state = net.state()
+            try:
+                key, _announced = open_epoch_key(envelope, self.identity, state)
+            except (CryptoError, RemoteProtocolError):
+                continue  # for another member, or not an epoch key
+            if key.epoch_id in net.epochs:
+                continue
+            net.epochs[key.epoch_id] = key
+            self.profile.store.put(net.network_id, _NETWORK_KEY, _pack_network(net))
+            net.holdings.add_key(key)
+            learned += 1
+        return learned
 
     # -- members -------------------------------------------------------------------------
 
@@ -837,11 +928,21 @@ class Node:
             for nid, net in self._networks.items()
         }
         try:
-            return import_bundle(path, networks, progress=progress or _quiet)
+            report = import_bundle(path, networks, progress=progress or _quiet)
         except RemoteProtocolError as exc:
             raise NodeError(str(exc)) from None
         except OSError as exc:
             raise NodeError(f"cannot read {path}: {exc.strerror or exc}") from None
+        net = self._networks[report.network_id]
+        if self._absorb_keys(net):
+            self._persist_opened(net)
+        self._rotate_if_due(net)
+        return report
+
+    def _persist_opened(self, net: _Network) -> None:
+        # Envelopes stored unverified that a new key opened are now verified ops: store
+        # them again as verified rows (the store ignores duplicates by id, so mark anew).
+        self._catch_up(net)
 
 
 def _quiet(done: int, total: int) -> None:

@@ -53,6 +53,9 @@ _MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (net, name)
     ) WITHOUT ROWID;
     """,
+    # 1 -> 2: every envelope row's sealed payload starts with a "verified" flag byte;
+    # the rows are re-sealed in Python (_flag_rows) since SQL cannot open them.
+    "",
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 _PROFILE_NET = b"\x00" * 16  # the `net` of profile-wide local rows
@@ -195,11 +198,28 @@ class Store:
         if version == SCHEMA_VERSION:
             return
         with self.transaction():
-            for script in _MIGRATIONS[version:]:
+            for step, script in enumerate(_MIGRATIONS[version:], start=version):
                 for statement in script.split(";"):
                     if statement.strip():
                         self._db.execute(statement)
+                if step == 1:
+                    self._flag_rows()
             self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def _flag_rows(self) -> None:
+        # Version 1 rows hold the bare envelope. Mark them unverified: the next start-up
+        # checks their signatures once, then they are trusted like any verified row.
+        key = self._key
+        rows = self._db.execute("SELECT rowid, eid, data FROM envelopes").fetchall()
+        for rowid, eid_idx, sealed in rows:
+            try:
+                data = key.open(sealed, b"env" + eid_idx)
+            except DecryptionFailed:
+                raise StoreCorrupt("a stored envelope does not decrypt") from None
+            self._db.execute(
+                "UPDATE envelopes SET data = ? WHERE rowid = ?",
+                (key.seal(b"\x00" + data, b"env" + eid_idx), rowid),
+            )
 
     def _local_key(self, network_id: bytes | None, name: str) -> tuple[bytes, bytes, bytes]:
         net = self._key.index(network_id) if network_id is not None else _PROFILE_NET

@@ -170,6 +170,7 @@ class Folder:
         self.versions: dict[bytes, _VersionRec] = {}
         self.comments: dict[bytes, list[bytes]] = {}
         self.epochs: list[bytes] = []
+        self.epoch_causes: set[bytes] = set()  # exits that a rotation already answered
         self.emergency: dict[bytes, dict[bytes, bytes]] = {}
         self.max_applied: dict[bytes, int] = {}
         self.applied = 0
@@ -631,6 +632,7 @@ def _epoch(f: Folder, op: VerifiedOp, author: _MemberRec) -> None:
     if not any(m.exit_op == cause for m in f.members.values()):
         raise _Invalid("an epoch is started only by a member's leaving or removal")
     f.epochs.append(op.body["epoch"])
+    f.epoch_causes.add(cause)
 
 
 _APPLY = {

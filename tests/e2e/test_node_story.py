@@ -217,3 +217,31 @@ def test_panic_leaves_nothing_readable(tmp_path: Path) -> None:
     Node.panic(tmp_path, "default")
     leftovers = [p for p in tmp_path.rglob("*") if p.is_file()]
     assert leftovers == []
+
+
+def test_a_removed_member_cannot_read_what_is_written_after(
+    trio: tuple[Node, Node, Node], tmp_path: Path
+) -> None:
+    ana, ben, cyd = trio
+    net = "Union"
+    ana.create_network(net, "coordination")
+    _join(ana, ben, net, tmp_path)
+    _join(ana, cyd, net, tmp_path)
+    _everyone_syncs([ana, ben, cyd], net, tmp_path)
+    topic = ana.propose(net, title="Topic")
+    _everyone_syncs([ana, ben, cyd], net, tmp_path)
+    before = len(ana.state(net).epochs)
+    ana.emergency_remove(net, "Cyd", "phone seized")
+    _carry(ana, ben, net, tmp_path, "a-b")
+    ben.emergency_remove(net, "Cyd", "phone seized")  # the 2nd signature: Ben rotates
+    _carry(ben, ana, net, tmp_path, "b-a")
+    assert len(ana.state(net).epochs) == before + 1  # Ana learned the new key from Ben
+    ana.comment(net, "Topic", "The meeting moved to the union hall")
+    # Cyd still holds the old key and gets everything by bundle: the new text stays closed.
+    everything = tmp_path / "all.bundle"
+    ana.bundle_export(net, everything)
+    cyd.bundle_import(everything)
+    assert topic.op_id not in cyd.state(net).comments
+    assert len(ben.state(net).comments.get(topic.op_id, ())) == 0  # not synced yet
+    _carry(ana, ben, net, tmp_path, "a-b2")
+    assert len(ben.state(net).comments[topic.op_id]) == 1

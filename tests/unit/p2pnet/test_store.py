@@ -259,3 +259,23 @@ def test_two_processes_never_allocate_the_same_seq(tmp_path: Path, key: LocalKey
     s = Store.open(path, key)
     assert s.get(NET, "head") == b"300"
     s.close()
+
+
+def test_version_1_rows_are_migrated_as_unverified(tmp_path: Path, key: LocalKey) -> None:
+    path = tmp_path / "s.db"
+    s = Store.open(path, key)
+    s.close()
+    # Recreate a version-1 store: bare envelopes sealed without the flag byte.
+    eid_idx = key.index(b"e" * 32)
+    _raw(
+        path,
+        "INSERT INTO envelopes (eid, net, data) VALUES (?, ?, ?)",
+        (eid_idx, key.index(NET), key.seal(b"\x95bare envelope", b"env" + eid_idx)),
+    )
+    _raw(path, "PRAGMA user_version = 1")
+    s = Store.open(path, key)
+    (row,) = list(s.envelopes(NET))
+    assert row.data == b"\x95bare envelope"
+    assert row.verified is False
+    assert s._db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    s.close()
