@@ -20,7 +20,7 @@ envelope is validated like a synced one.
 
 A *bundle summary* tells a member with the stick what the recipient already holds, so
 the bundle carries only the difference. It is small enough for a QR code for a typical
-network (about 23 bytes per author)::
+network (about 30 bytes per author)::
 
     "P2PNETSM" | version 0x01 | nonce (24) | XChaCha20-Poly1305(bundle key, nonce,
         pad256(msgpack [network_id, summary]), aad = the 33 bytes before)
