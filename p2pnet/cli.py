@@ -142,6 +142,13 @@ def _network_commands(commands: Any) -> None:
     _leaf(network, "list", _network_list, "your networks")
     _leaf(network, "show", _network_show, "a network and its rules", "net")
     _leaf(commands, "leave", _leave, "leave a network (cannot be undone)", "net")
+    _leaf(
+        commands,
+        "rekey",
+        _rekey,
+        "make a new network key after a departure the designated member has not answered",
+        "net",
+    )
 
 
 def _member_commands(commands: Any) -> None:
@@ -443,6 +450,18 @@ def _leave(args: argparse.Namespace) -> None:
         args,
         {"network": state.network_id.hex(), "op_id": op.op_id.hex()},
         f"You left {state.name}. What you wrote stays in its history.",
+    )
+
+
+def _rekey(args: argparse.Namespace) -> None:
+    with _open_node(args) as node:
+        made = node.rekey(args.net)
+    _emit(
+        args,
+        {"new_epochs": made},
+        f"Made {made} new network key(s); carry a bundle to the other members."
+        if made
+        else "Every departure already has its new key; nothing to do.",
     )
 
 

@@ -437,6 +437,27 @@ class Node:
                 continue
             self._rotate(net, cause)
 
+    def rekey(self, ref: str) -> int:
+        """Answer every departure that has no new epoch yet, whoever was meant to (the
+        designated member may be offline or gone). Returns how many epochs were made.
+
+        Raises:
+            NotAllowed: not an active member.
+        """
+        net = self._net(ref)
+        folder = net.folder
+        mine = folder.members.get(self.identity.public.key)
+        if mine is None or mine.status != "active":
+            raise NotAllowed("you are not an active member of this network")
+        causes = [
+            m.exit_op
+            for m in list(folder.members.values())
+            if m.exit_op is not None and m.exit_op not in folder.epoch_causes
+        ]
+        for cause in causes:
+            self._rotate(net, cause)
+        return len(causes)
+
     def _rotate(self, net: _Network, cause: bytes) -> None:
         new = EpochKey.generate()
         with self.profile.store.transaction() as tx:

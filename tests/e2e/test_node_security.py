@@ -105,3 +105,19 @@ def test_welcome_payload_with_malformed_epochs_is_a_clean_error(tmp_path: Path) 
         open_welcome(env, ben.identity, inviter=ana.identity.public.key)  # type: ignore[arg-type]
     ana.close()
     ben.close()
+
+
+def test_rekey_answers_a_departure_the_designated_member_left_open(tmp_path: Path) -> None:
+    ana, ben = _node(tmp_path, "ana"), _node(tmp_path, "ben")
+    ana.create_network("Net", "coordination")
+    ben.join_request(ana.create_invite("Net"), tmp_path / "ben.req")
+    ana.accept_invite("Net", tmp_path / "ben.req", out=tmp_path / "ben.wl")
+    ben.bundle_import(tmp_path / "ben.wl")
+    ben.leave("Net")  # Ana, the remaining member, is to rotate when she sees it
+    assert ana.rekey("Net") == 0  # she has not seen the leave yet
+    ben.bundle_export("Net", tmp_path / "b.bundle")
+    ana.bundle_import(tmp_path / "b.bundle")  # she rotates on import
+    assert len(ana.state("Net").epochs) == 2
+    assert ana.rekey("Net") == 0  # nothing left to answer
+    ana.close()
+    ben.close()
