@@ -49,6 +49,7 @@ from p2pnet.bundle import (
 )
 from p2pnet.errors import P2pnetError
 from p2pnet.profile import Profile, create_profile, open_profile, wipe_profile
+from p2pnet.statecache import decode_state, encode_state
 from p2pnet.store import Transaction
 from p2pnet.verify import ParallelVerifier
 from protocol import (
@@ -96,6 +97,7 @@ _NETWORK_KEY = "network"
 _INVITES_KEY = "invites"
 _PENDING_KEY = "pending-joins"
 _DAY_MS = 86_400_000
+_CACHE_KEY = "state-cache"
 _EXIT_TYPES = frozenset({"leave", "close", "emergency_remove"})
 _MAX_WELCOME = 1 << 30
 
@@ -123,12 +125,18 @@ def now_ms() -> int:
 
 @dataclass(slots=True)
 class _Network:
-    """One network's runtime: its secret and keys, and the folded state (in memory)."""
+    """One network's runtime: its secret and keys, and the folded state (in memory).
+
+    The DAG and the fold are built on first need (``loader``); until then, reads come
+    from the state cache when it is fresh (p2pnet/statecache.py).
+    """
 
     secret: NetworkSecret
     genesis_id: bytes
     epochs: dict[bytes, EpochKey]
-    holdings: MemoryHoldings
+    loaded: MemoryHoldings | None = None
+    loader: Any = None  # Callable[[_Network], MemoryHoldings]
+    cached: NetworkState | None = None
     position: int = 0  # the last store position folded in
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -137,16 +145,27 @@ class _Network:
         return self.secret.network_id
 
     @property
+    def holdings(self) -> MemoryHoldings:
+        if self.loaded is None:
+            self.loaded = self.loader(self)
+            self.cached = None
+        return self.loaded
+
+    @property
     def folder(self) -> Folder:
         """The fold's live records: cheap reads for hot paths (no view is built)."""
         return self.holdings.replica.folder
 
     @property
     def name(self) -> str:
+        if self.loaded is None and self.cached is not None:
+            return self.cached.name
         genesis = self.folder.genesis
         return str(genesis["name"]) if genesis else ""
 
     def state(self) -> NetworkState:
+        if self.loaded is None and self.cached is not None:
+            return self.cached
         state = self.holdings.replica.state()
         if state is None:
             raise NodeError("this network's history is incomplete: import a bundle from a member")
@@ -218,6 +237,12 @@ class Node:
             raise
 
     def close(self) -> None:
+        """Write the state cache of every loaded network, then close the profile."""
+        for net in self._networks.values():
+            if net.loaded is not None and net.loaded.replica.state() is not None:
+                data = encode_state(net.position, net.state())
+                with contextlib.suppress(P2pnetError):  # a cache is never worth an error
+                    self.profile.store.put(net.network_id, _CACHE_KEY, data)
         if self._pool is not None:
             self._pool.close()
         self.profile.close()
@@ -256,14 +281,27 @@ class Node:
             raise NodeError("a network's local record is missing: the store is incomplete")
         record = wire.decode(raw, max_size=1 << 20)
         epochs = {e[0]: EpochKey(e[0], e[1]) for e in record["epochs"]}
-        net = _Network(
-            secret=secret,
-            genesis_id=record["genesis"],
-            epochs=epochs,
-            holdings=self._holdings(secret, record["genesis"], epochs),
-        )
-        self._catch_up(net)
+        net = _Network(secret=secret, genesis_id=record["genesis"], epochs=epochs)
+        net.loader = self._build
+        cache = self.profile.store.get(secret.network_id, _CACHE_KEY)
+        decoded = decode_state(cache) if cache is not None else None
+        last = self.profile.store.last_position(secret.network_id)
+        if (
+            decoded is not None
+            and decoded[0] == last
+            and decoded[1].network_id == secret.network_id
+        ):
+            net.cached = decoded[1]
+        else:
+            net.holdings  # noqa: B018 - build the DAG and the fold now
         return net
+
+    def _build(self, net: _Network) -> MemoryHoldings:
+        """Rebuild a network's DAG and fold from every row of the store."""
+        net.loaded = self._holdings(net.secret, net.genesis_id, net.epochs)
+        net.position = 0
+        self._catch_up(net)
+        return net.loaded
 
     def _holdings(
         self, secret: NetworkSecret, genesis_id: bytes, epochs: Mapping[bytes, EpochKey]
@@ -337,7 +375,8 @@ class Node:
             secret=secret,
             genesis_id=op.op_id,
             epochs={epoch.epoch_id: epoch},
-            holdings=self._holdings(secret, op.op_id, {epoch.epoch_id: epoch}),
+            loaded=self._holdings(secret, op.op_id, {epoch.epoch_id: epoch}),
+            loader=self._build,
         )
         envelope = seal_group(op, epoch=epoch, route_tag=secret.route_tag, nonce=random_bytes(24))
         with self.profile.store.transaction() as tx:
@@ -856,7 +895,8 @@ class Node:
             secret=secret,
             genesis_id=welcome.genesis_id,
             epochs=epochs,
-            holdings=self._holdings(secret, welcome.genesis_id, epochs),
+            loaded=self._holdings(secret, welcome.genesis_id, epochs),
+            loader=self._build,
         )
         networks = {secret.network_id: (secret.bundle_key, net.holdings)}
         try:

@@ -267,6 +267,13 @@ class Store:
         with self.transaction() as tx:
             tx.put(network_id, name, value)
 
+    def last_position(self, network_id: bytes) -> int:
+        """The newest arrival position of the network's envelopes (0: none)."""
+        row = self._db.execute(
+            "SELECT max(rowid) FROM envelopes WHERE net = ?", (self._key.index(network_id),)
+        ).fetchone()
+        return int(row[0] or 0)
+
     def count(self, network_id: bytes) -> int:
         row = self._db.execute(
             "SELECT count(*) FROM envelopes WHERE net = ?", (self._key.index(network_id),)

@@ -1,0 +1,145 @@
+"""The materialised state cache: a network's folded state, kept (sealed) in the store.
+
+A node that closes writes each loaded network's :class:`NetworkState` here with the
+store position it was folded up to. On the next start, if the store holds nothing newer
+for that network, reads are served from the cache and the DAG is only rebuilt when
+something needs it (a write, a bundle, a sync). The cache is local data: sealed under
+the profile key like every local row, written only by this profile, and thrown away —
+never trusted further — when it does not decode or is stale.
+"""
+
+from __future__ import annotations
+
+from types import MappingProxyType
+from typing import Any
+
+import msgpack
+
+from protocol import ProtocolError
+from protocol.rules import RuleSpec, Tally
+from protocol.settings import Settings
+from protocol.state import (
+    Agreement,
+    AgreementVersion,
+    Decision,
+    Member,
+    NetworkState,
+    Position,
+)
+
+__all__ = ["decode_state", "encode_state"]
+
+_VERSION = 1
+
+
+def _position(p: Position) -> list[Any]:
+    return [p.member, p.stance, p.op_id, p.seq, p.round]
+
+
+def encode_state(position: int, state: NetworkState) -> bytes:
+    """The cache bytes for ``state``, folded up to store ``position``."""
+    members = [
+        [
+            m.key, m.display_name, m.kind, m.status, m.admitted_by, m.invited_by,
+            list(m.offers), list(m.needs), list(m.roles), sorted(m.verified_by),
+            m.peer_id, list(m.addresses), m.exit_op, m.cutoff,
+        ]
+        for m in state.members.values()
+    ]  # fmt: skip
+    decisions = [
+        [
+            d.decision_id, d.proposer, d.title, d.kind, d.subject, d.rule.to_wire(),
+            d.closes_at, sorted(d.electorate), list(d.rounds),
+            [_position(p) for p in d.positions], d.status, d.close_op, d.closed_by,
+            d.outcome.to_wire() if d.outcome else None,
+            d.claimed.to_wire() if d.claimed else None,
+            d.disputed, [_position(p) for p in d.counted],
+        ]
+        for d in state.decisions.values()
+    ]  # fmt: skip
+    body = [
+        _VERSION,
+        position,
+        state.network_id,
+        state.genesis_id,
+        state.name,
+        state.network_type,
+        state.purpose,
+        state.settings.to_wire(),
+        members,
+        [[a.agreement_id, a.kind, list(a.versions), a.adopted] for a in state.agreements.values()],
+        [
+            [v.op_id, v.agreement, v.number, v.title, v.author, v.adopted_by, sorted(v.endorsed_by)]
+            for v in state.versions.values()
+        ],
+        decisions,
+        [[target, list(ids)] for target, ids in state.comments.items()],
+        list(state.epochs),
+        sorted(state.equivocators),
+        state.applied,
+        state.invalid,
+    ]
+    return msgpack.packb(body, use_bin_type=True)
+
+
+def decode_state(data: bytes) -> tuple[int, NetworkState] | None:
+    """The cached (position, state), or None if the cache is unusable."""
+    try:
+        return _decode(msgpack.unpackb(data, raw=False, strict_map_key=False))
+    except (ValueError, TypeError, KeyError, IndexError, msgpack.UnpackException, ProtocolError):
+        # A cache is an optimisation: anything odd about it means "fold from the store".
+        return None
+
+
+def _positions(rows: list[Any]) -> tuple[Position, ...]:
+    return tuple(Position(r[0], r[1], r[2], r[3], r[4]) for r in rows)
+
+
+def _decode(body: list[Any]) -> tuple[int, NetworkState] | None:
+    if body[0] != _VERSION:
+        return None
+    members = {
+        r[0]: Member(
+            key=r[0], display_name=r[1], kind=r[2], status=r[3], admitted_by=r[4],
+            invited_by=r[5], offers=tuple(r[6]), needs=tuple(r[7]), roles=tuple(r[8]),
+            verified_by=frozenset(r[9]), peer_id=r[10], addresses=tuple(r[11]),
+            exit_op=r[12], cutoff=r[13],
+        )
+        for r in body[8]
+    }  # fmt: skip
+    decisions = {
+        r[0]: Decision(
+            decision_id=r[0], proposer=r[1], title=r[2], kind=r[3], subject=r[4],
+            rule=RuleSpec.from_wire(r[5]), closes_at=r[6], electorate=frozenset(r[7]),
+            rounds=tuple(r[8]), positions=_positions(r[9]), status=r[10], close_op=r[11],
+            closed_by=r[12], outcome=Tally.from_wire(r[13]) if r[13] is not None else None,
+            claimed=Tally.from_wire(r[14]) if r[14] is not None else None,
+            disputed=r[15], counted=_positions(r[16]),
+        )
+        for r in body[11]
+    }  # fmt: skip
+    state = NetworkState(
+        network_id=body[2],
+        genesis_id=body[3],
+        name=body[4],
+        network_type=body[5],
+        purpose=body[6],
+        settings=Settings.from_wire(body[7]),
+        members=MappingProxyType(members),
+        agreements=MappingProxyType(
+            {r[0]: Agreement(r[0], r[1], tuple(r[2]), r[3]) for r in body[9]}
+        ),
+        versions=MappingProxyType(
+            {
+                r[0]: AgreementVersion(r[0], r[1], r[2], r[3], r[4], r[5], frozenset(r[6]))
+                for r in body[10]
+            }
+        ),
+        decisions=MappingProxyType(decisions),
+        comments=MappingProxyType({r[0]: tuple(r[1]) for r in body[12]}),
+        epochs=tuple(body[13]),
+        equivocators=frozenset(body[14]),
+        applied=body[15],
+        invalid=body[16],
+    )
+    return body[1], state
