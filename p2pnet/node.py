@@ -1001,8 +1001,8 @@ class Node:
         return report
 
     def _persist_opened(self, net: _Network) -> None:
-        # Envelopes stored unverified that a new key opened are now verified ops: store
-        # them again as verified rows (the store ignores duplicates by id, so mark anew).
+        # Rows a new key opened stay flagged unverified in the store (so every start-up
+        # checks their signatures again); fold in anything else that arrived meanwhile.
         self._catch_up(net)
 
 
@@ -1027,7 +1027,7 @@ def open_or_fail(path: Path) -> BinaryIO:
 
 
 def _safe_name(name: str) -> str:
-    cleaned = "".join(ch for ch in name if ch.isprintable()).strip()[:100]
+    cleaned = "".join(ch for ch in name if ch.isprintable()).strip()[:100].strip()
     return cleaned or "New member"
 
 

@@ -207,8 +207,8 @@ class Store:
             self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def _flag_rows(self) -> None:
-        # Version 1 rows hold the bare envelope. Mark them unverified: the next start-up
-        # checks their signatures once, then they are trusted like any verified row.
+        # Version 1 rows hold the bare envelope. Mark them unverified: start-ups check
+        # their signatures (every time: flags are not rewritten once checked).
         key = self._key
         rows = self._db.execute("SELECT rowid, eid, data FROM envelopes").fetchall()
         for rowid, eid_idx, sealed in rows:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import struct
 from dataclasses import dataclass, field
 
@@ -106,6 +107,7 @@ def parse_invite_code(text: str) -> InviteCode:
     if (
         type(obj) is not list
         or len(obj) != 5
+        or type(obj[0]) is not int
         or obj[0] != 1
         or not _is_bin(obj[1], 16)
         or not _is_bin(obj[2], 32)
@@ -180,7 +182,7 @@ def open_join_request(data: bytes, inviter: Identity, secrets: dict[bytes, bytes
     expected = hashlib.blake2b(
         body_bytes, digest_size=32, key=secret, person=b"p2pnet-joinmac"
     ).digest()
-    if mac != expected:
+    if not hmac.compare_digest(mac, expected):
         raise RemoteProtocolError("the join request does not prove the invite code")
     joiner = body["joiner"]
     if not _is_bin(joiner, 32) or not is_valid_public_key(joiner):

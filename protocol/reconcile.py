@@ -9,7 +9,7 @@ the node holds but cannot attribute to an author (sealed kind-2 envelopes, envel
 epochs it has no key for). From the peer's summary a node computes, with no further
 round trip, every op the peer lacks: for each author, the ops above the peer's ``n``.
 
-To keep summaries small (a network of 50 members summarises in about 1.2 KB), authors
+To keep summaries small (a network of 50 members summarises in about 1.4 KB), authors
 are named by the first 8 bytes of their key and op ids by their first 12; a collision
 between members' 8-byte prefixes (about 2^64 work to craft) only makes a node send more.
 
