@@ -354,10 +354,27 @@ def decision_list(state: NetworkState) -> Json:
 
 
 def decision_view(
-    state: NetworkState, decision_id: bytes, projected: Mapping[str, Any] | None
+    state: NetworkState,
+    decision_id: bytes,
+    projected: Mapping[str, Any] | None,
+    texts: Mapping[bytes, Mapping[str, Any]] | None = None,
 ) -> Json:
     d = state.decisions[decision_id]
+    texts = texts or {}
+    current = texts.get(d.rounds[-1], {})
+    comment_ids = state.comments.get(decision_id, ())
     return {
+        "text": current.get("text", ""),
+        "comment_list": [
+            {
+                "id": c.hex(),
+                "author": texts[c]["author"].hex(),
+                "name": _name(state, texts[c]["author"]),
+                "text": texts[c].get("text", ""),
+            }
+            for c in comment_ids
+            if c in texts
+        ],
         **_decision_row(d),
         "network": state.network_id.hex(),
         "proposer": d.proposer.hex(),
@@ -367,7 +384,12 @@ def decision_view(
         "electorate": sorted(k.hex() for k in d.electorate),
         "rounds": len(d.rounds),
         "positions": [
-            {"member": p.member.hex(), "name": _name(state, p.member), "stance": p.stance}
+            {
+                "member": p.member.hex(),
+                "name": _name(state, p.member),
+                "stance": p.stance,
+                "reason": texts.get(p.op_id, {}).get("reason", ""),
+            }
             for p in _current_positions(d)
         ],
         "projected": tally_view(projected),
@@ -600,10 +622,20 @@ def _decision_text(data: Json) -> str:
     if data["disputed"]:
         pairs.append(("DISPUTED", "the closer recorded a different outcome than this one"))
     pairs.append(("comments", len(data["comments"])))
-    rows = [(_label(p["name"], p["member"]), p["stance"]) for p in data["positions"]]
-    positions = _table(("MEMBER", "STANCE"), rows)
+    rows = [
+        (_label(p["name"], p["member"]), p["stance"], _clean(p["reason"]))
+        for p in data["positions"]
+    ]
+    positions = _table(("MEMBER", "STANCE", "REASON"), rows)
     visible = "Positions are visible to every member and signed."
-    return f"{_fields(pairs)}\n\n{positions}\n{visible}"
+    parts = [_fields(pairs)]
+    if data["text"]:
+        parts.append(_clean(data["text"]))
+    parts.append(f"{positions}\n{visible}")
+    parts += [
+        f"{_label(c['name'], c['author'])}: {_clean(c['text'])}" for c in data["comment_list"]
+    ]
+    return "\n\n".join(parts)
 
 
 def _log_text(data: Json) -> str:

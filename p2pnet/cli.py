@@ -719,7 +719,14 @@ def _decision_show(args: argparse.Namespace) -> None:
         state = node.state(args.net)
         open_ = state.decisions[decision_id].status == "open"
         projected = node.projected_outcome(args.net, args.decision) if open_ else None
-        _view(args, "decision", out.decision_view(state, decision_id, projected))
+        found = state.decisions[decision_id]
+        wanted = [
+            found.rounds[-1],
+            *(p.op_id for p in found.positions),
+            *state.comments.get(decision_id, ()),
+        ]
+        texts = node.texts(args.net, wanted)
+        _view(args, "decision", out.decision_view(state, decision_id, projected, texts))
 
 
 def _open_decision(node: Node, net: str, decision: str) -> bytes:

@@ -22,7 +22,7 @@ import contextlib
 import hashlib
 import io
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -90,7 +90,15 @@ from protocol.settings import defaults_for
 from protocol.syncpeer import ReceiveReport
 from protocol.vocabulary import MEMBER_KINDS, NETWORK_TYPES
 
-__all__ = ["AmbiguousReference", "Node", "NodeError", "NotAllowed", "NotFound"]
+__all__ = [
+    "AcceptResult",
+    "AmbiguousReference",
+    "Node",
+    "NodeError",
+    "NodeEvent",
+    "NotAllowed",
+    "NotFound",
+]
 
 _NAME_KEY = "identity-name"
 _NETWORK_KEY = "network"
@@ -121,6 +129,16 @@ class NotAllowed(NodeError):
 
 def now_ms() -> int:
     return int(time.time() * 1000)
+
+
+@dataclass(frozen=True, slots=True)
+class NodeEvent:
+    """Something changed: ``kind`` is ``ops`` (``count`` new rows folded in), ``network``
+    (a network was created or joined) or ``key`` (a new epoch key was learned)."""
+
+    kind: str
+    network_id: bytes
+    count: int = 1
 
 
 @dataclass(slots=True)
@@ -186,6 +204,7 @@ class Node:
 
     def __init__(self, profile: Profile, *, verifier: Verifier | None = None) -> None:
         self.profile = profile
+        self._subscribers: list[Callable[[NodeEvent], None]] = []
         # Large imports check signatures on two threads (p2pnet.verify).
         self._pool = ParallelVerifier(2) if verifier is None else None
         self._verifier: Verifier = verifier or self._pool or verify_all
@@ -335,6 +354,23 @@ class Node:
                     with contextlib.suppress(RemoteProtocolError):
                         net.holdings.receive([envelope])
         net.position = stored[-1].position
+        self._emit(NodeEvent("ops", net.network_id, len(stored)))
+
+    # -- events --------------------------------------------------------------------------
+
+    def subscribe(self, callback: Callable[[NodeEvent], None]) -> Callable[[], None]:
+        """Call ``callback`` with a :class:`NodeEvent` whenever something changes (new ops
+        folded in, a network added, a new key). Returns a function that unsubscribes.
+
+        Callbacks run synchronously in the caller's thread and must not raise; a UI
+        hands them on to its own loop (Textual's ``App.post_message``).
+        """
+        self._subscribers.append(callback)
+        return lambda: self._subscribers.remove(callback)
+
+    def _emit(self, event: NodeEvent) -> None:
+        for callback in list(self._subscribers):
+            callback(event)
 
     def create_network(
         self,
@@ -386,6 +422,7 @@ class Node:
         keystore.save(keystore.contents.with_network(secret))
         self._catch_up(net)
         self._networks[secret.network_id] = net
+        self._emit(NodeEvent("network", secret.network_id))
         return secret.network_id
 
     def networks(self) -> list[NetworkState]:
@@ -544,6 +581,7 @@ class Node:
             self.profile.store.put(net.network_id, _NETWORK_KEY, _pack_network(net))
             net.holdings.add_key(key)
             learned += 1
+            self._emit(NodeEvent("key", net.network_id))
         return learned
 
     # -- members -------------------------------------------------------------------------
@@ -678,6 +716,22 @@ class Node:
             "stance": stance,
         }
         return self._write(ref, "position", body)
+
+    def texts(self, ref: str, op_ids: Sequence[bytes]) -> dict[bytes, dict[str, Any]]:
+        """What ops say (their bodies stay out of the state): for each id we hold, the
+        op's ``type``, ``author`` and its text fields (``title``, ``text``, ``reason``)."""
+        ops = self._net(ref).holdings.replica.index()
+        found: dict[bytes, dict[str, Any]] = {}
+        for op_id in op_ids:
+            op = ops.get(op_id)
+            if op is not None:
+                body = op.body
+                found[op_id] = {
+                    "type": op.type,
+                    "author": op.author,
+                    **{k: body[k] for k in ("title", "text", "reason") if k in body},
+                }
+        return found
 
     def projected_outcome(self, ref: str, decision: str) -> dict[str, Any]:
         """The tally a close written now would record (what the UI shows before closing)."""
@@ -920,6 +974,7 @@ class Node:
         keystore.save(keystore.contents.with_network(secret))
         self._networks[secret.network_id] = net
         self._catch_up(net)
+        self._emit(NodeEvent("network", secret.network_id))
         return report
 
     # -- decision log --------------------------------------------------------------------

@@ -719,6 +719,7 @@ class Replica:
         self._ops: list[VerifiedOp] = []
         self._folder = Folder(self.dag, network_id)
         self._last: tuple[int, bytes] | None = None
+        self._index: dict[bytes, VerifiedOp] | None = None
 
     def add(self, op: VerifiedOp) -> list[VerifiedOp]:
         """Offer one op; returns the ops that became part of the DAG because of it.
@@ -773,6 +774,12 @@ class Replica:
     def ops(self) -> list[VerifiedOp]:
         """Every op the DAG indexed, in the order they were folded in."""
         return list(self._ops)
+
+    def index(self) -> dict[bytes, VerifiedOp]:
+        """Every indexed op by id (built on demand, kept until the next op arrives)."""
+        if self._index is None or len(self._index) != len(self._ops):
+            self._index = {op.op_id: op for op in self._ops}
+        return self._index
 
     @property
     def folder(self) -> Folder:

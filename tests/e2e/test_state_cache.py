@@ -76,3 +76,18 @@ def test_encode_decode_round_trip(tmp_path: Path) -> None:
         state = node.state("Net")
     decoded = decode_state(encode_state(7, state))
     assert decoded == (7, state)
+
+
+def test_node_events_tell_a_ui_what_changed(tmp_path: Path) -> None:
+    from p2pnet.node import NodeEvent  # noqa: PLC0415
+
+    seen: list[NodeEvent] = []
+    with Node.create(tmp_path, "default", PASS, name="Ana", kdf=FAST) as node:
+        stop = node.subscribe(seen.append)
+        net_id = node.create_network("Net", "coordination")
+        node.propose("Net", title="Meet")
+        stop()
+        node.propose("Net", title="Unseen")
+    kinds = [(e.kind, e.network_id) for e in seen]
+    assert ("network", net_id) in kinds
+    assert kinds.count(("ops", net_id)) == 2  # the genesis, then the proposal
