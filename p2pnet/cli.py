@@ -214,6 +214,9 @@ def _invite_commands(commands: Any) -> None:
     create = _leaf(invite, "create", _invite_create, "make an invite code", "net")
     create.add_argument("--uses", type=int, default=1, help="how many people (default 1)")
     create.add_argument("--expires-in", default="7d", help="e.g. 3d or 12h (at most 90d)")
+    create.add_argument(
+        "--qr", action="store_true", help="also show the code as a QR code in the terminal"
+    )
     help_text = "admit the writer of a join request"
     accept = _leaf(invite, "accept", _invite_accept, help_text, "net", "request")
     accept.add_argument("--out", type=Path, required=True, help="where to write the welcome")
@@ -889,6 +892,7 @@ def _invite_create(args: argparse.Namespace) -> None:
     with _open_node(args) as node:
         state = node.state(args.net)
         code = node.create_invite(args.net, uses=args.uses, expires_in_ms=expires_in)
+    qr = _qr_text(code) if args.qr and not args.json else ""
     _emit(
         args,
         {
@@ -897,10 +901,21 @@ def _invite_create(args: argparse.Namespace) -> None:
             "uses": args.uses,
             "expires_in_ms": expires_in,
         },
-        f"{code}\n\nGive this code in person or over a channel you trust: whoever holds it "
+        f"{qr}{code}\n\nGive this code in person or over a channel you trust: whoever holds it "
         f"can ask to join {state.name}. They run: p2pnet join --request FILE, and give you "
         f"FILE; then you run: p2pnet invite accept {shlex.quote(args.net)} FILE --out WELCOME",
     )
+
+
+def _qr_text(text: str) -> str:
+    """``text`` as a QR code drawn with block characters (dark on light terminals too)."""
+    import io  # noqa: PLC0415 - only --qr needs these
+
+    import segno  # noqa: PLC0415
+
+    buffer = io.StringIO()
+    segno.make(text, error="m").terminal(out=buffer, compact=True)
+    return buffer.getvalue() + "\n"
 
 
 def _join(args: argparse.Namespace) -> None:

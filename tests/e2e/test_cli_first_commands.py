@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -116,3 +117,17 @@ def test_console_script_with_passphrase_file(tmp_path: Path) -> None:
     )
     assert refused.returncode == 1
     assert "no passphrase" in refused.stderr
+
+
+def test_invite_code_as_a_qr_code(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import segno  # noqa: PLC0415
+
+    assert run(home, "init", "--name", "Ana") == 0
+    assert run(home, "network", "create", "--name", "Net", "--type", "coordination") == 0
+    capsys.readouterr()
+    assert run(home, "invite", "create", "Net", "--qr") == 0
+    printed = capsys.readouterr().out
+    code = next(line for line in printed.splitlines() if line.startswith("P2P1-"))
+    expected = io.StringIO()
+    segno.make(code, error="m").terminal(out=expected, compact=True)
+    assert expected.getvalue() in printed
