@@ -16,6 +16,7 @@ from typing import Any
 import msgpack
 
 from protocol import ProtocolError
+from protocol.fold import no_gc_pauses
 from protocol.rules import RuleSpec, Tally
 from protocol.settings import Settings
 from protocol.state import (
@@ -29,11 +30,13 @@ from protocol.state import (
 
 __all__ = ["decode_state", "encode_state"]
 
-_VERSION = 1
+_VERSION = 2
 
 
-def _position(p: Position) -> list[Any]:
-    return [p.member, p.stance, p.op_id, p.seq, p.round]
+def _position(p: Position, members: dict[bytes, int], rounds: dict[bytes, int]) -> list[Any]:
+    # Members and rounds by index: a 100k-op network has 70k positions, and 32-byte keys
+    # repeated in each made the cache three times larger and slower to read.
+    return [members[p.member], p.stance, p.op_id, p.seq, rounds[p.round]]
 
 
 def encode_state(position: int, state: NetworkState) -> bytes:
@@ -46,17 +49,20 @@ def encode_state(position: int, state: NetworkState) -> bytes:
         ]
         for m in state.members.values()
     ]  # fmt: skip
-    decisions = [
-        [
-            d.decision_id, d.proposer, d.title, d.kind, d.subject, d.rule.to_wire(),
-            d.closes_at, sorted(d.electorate), list(d.rounds),
-            [_position(p) for p in d.positions], d.status, d.close_op, d.closed_by,
+    index = {key: i for i, key in enumerate(state.members)}
+    decisions = []
+    for d in state.decisions.values():
+        rounds = {r: i for i, r in enumerate(d.rounds)}
+        slot = {p.op_id: i for i, p in enumerate(d.positions)}
+        decisions.append([
+            d.decision_id, index[d.proposer], d.title, d.kind, d.subject, d.rule.to_wire(),
+            d.closes_at, sorted(index[k] for k in d.electorate), list(d.rounds),
+            [_position(p, index, rounds) for p in d.positions], d.status, d.close_op,
+            index[d.closed_by] if d.closed_by is not None else None,
             d.outcome.to_wire() if d.outcome else None,
             d.claimed.to_wire() if d.claimed else None,
-            d.disputed, [_position(p) for p in d.counted],
-        ]
-        for d in state.decisions.values()
-    ]  # fmt: skip
+            d.disputed, [slot[p.op_id] for p in d.counted],
+        ])  # fmt: skip
     body = [
         _VERSION,
         position,
@@ -85,14 +91,15 @@ def encode_state(position: int, state: NetworkState) -> bytes:
 def decode_state(data: bytes) -> tuple[int, NetworkState] | None:
     """The cached (position, state), or None if the cache is unusable."""
     try:
-        return _decode(msgpack.unpackb(data, raw=False, strict_map_key=False))
+        with no_gc_pauses():
+            return _decode(msgpack.unpackb(data, raw=False, strict_map_key=False))
     except (ValueError, TypeError, KeyError, IndexError, msgpack.UnpackException, ProtocolError):
         # A cache is an optimisation: anything odd about it means "fold from the store".
         return None
 
 
-def _positions(rows: list[Any]) -> tuple[Position, ...]:
-    return tuple(Position(r[0], r[1], r[2], r[3], r[4]) for r in rows)
+def _positions(rows: list[Any], keys: list[bytes], rounds: list[bytes]) -> tuple[Position, ...]:
+    return tuple(Position(keys[r[0]], r[1], r[2], r[3], rounds[r[4]]) for r in rows)
 
 
 def _decode(body: list[Any]) -> tuple[int, NetworkState] | None:
@@ -107,17 +114,20 @@ def _decode(body: list[Any]) -> tuple[int, NetworkState] | None:
         )
         for r in body[8]
     }  # fmt: skip
-    decisions = {
-        r[0]: Decision(
-            decision_id=r[0], proposer=r[1], title=r[2], kind=r[3], subject=r[4],
-            rule=RuleSpec.from_wire(r[5]), closes_at=r[6], electorate=frozenset(r[7]),
-            rounds=tuple(r[8]), positions=_positions(r[9]), status=r[10], close_op=r[11],
-            closed_by=r[12], outcome=Tally.from_wire(r[13]) if r[13] is not None else None,
+    keys = list(members)
+    decisions = {}
+    for r in body[11]:
+        positions = _positions(r[9], keys, r[8])
+        decisions[r[0]] = Decision(
+            decision_id=r[0], proposer=keys[r[1]], title=r[2], kind=r[3], subject=r[4],
+            rule=RuleSpec.from_wire(r[5]), closes_at=r[6],
+            electorate=frozenset(keys[i] for i in r[7]), rounds=tuple(r[8]),
+            positions=positions, status=r[10], close_op=r[11],
+            closed_by=keys[r[12]] if r[12] is not None else None,
+            outcome=Tally.from_wire(r[13]) if r[13] is not None else None,
             claimed=Tally.from_wire(r[14]) if r[14] is not None else None,
-            disputed=r[15], counted=_positions(r[16]),
-        )
-        for r in body[11]
-    }  # fmt: skip
+            disputed=r[15], counted=tuple(positions[i] for i in r[16]),
+        )  # fmt: skip
     state = NetworkState(
         network_id=body[2],
         genesis_id=body[3],
