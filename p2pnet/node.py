@@ -68,7 +68,7 @@ from protocol.build import genesis_op, next_op
 from protocol.bundle import seal_bundle
 from protocol.envelope import Envelope, SealedEnvelope
 from protocol.epochs import open_epoch_key, rotate_epoch
-from protocol.fold import Folder
+from protocol.fold import Folder, no_gc_pauses
 from protocol.holdings import DagChains, MemoryHoldings, Verifier, verify_all
 from protocol.invite import (
     WELCOME_MAGIC,
@@ -335,6 +335,11 @@ class Node:
 
     def _catch_up(self, net: _Network) -> None:
         """Fold in what the store holds beyond what we have (another process's writes)."""
+        # Reading 100k rows makes 100k objects that live on: no GC rescans meanwhile.
+        with no_gc_pauses():
+            self._catch_up_rows(net)
+
+    def _catch_up_rows(self, net: _Network) -> None:
         stored = list(self.profile.store.envelopes(net.network_id, after=net.position))
         if not stored:
             return
