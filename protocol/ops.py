@@ -91,16 +91,13 @@ def _int(low: int, high: int) -> Check:
 
 
 def _set_of(item: Check, max_items: int) -> Check:
+    as_list = _list_of(item, max_items)
+
     def check(value: Any) -> str | None:
-        if type(value) is not list or len(value) > max_items:
-            return f"must be a list of at most {max_items}"
-        for element in value:
-            problem = item(element)
-            if problem:
-                return f"element {problem}"
-        if any(a >= b for a, b in pairwise(value)):
+        problem = as_list(value)
+        if problem is None and any(a >= b for a, b in pairwise(value)):
             return "must be sorted, without duplicates"
-        return None
+        return problem
 
     return check
 
