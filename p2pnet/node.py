@@ -66,7 +66,7 @@ from protocol import (
 )
 from protocol.build import genesis_op, next_op
 from protocol.bundle import seal_bundle
-from protocol.envelope import Envelope, SealedEnvelope
+from protocol.envelope import Envelope, GroupEnvelope, SealedEnvelope, decrypt_group
 from protocol.epochs import open_epoch_key, rotate_epoch
 from protocol.fold import Folder, no_gc_pauses
 from protocol.holdings import DagChains, MemoryHoldings, Verifier, verify_all
@@ -87,6 +87,7 @@ from protocol.log import MAX_LOG_BYTES
 from protocol.matching import Match, matches
 from protocol.rules import Ratio, RuleSpec, validate_position
 from protocol.settings import defaults_for
+from protocol.signed import reload_verified_op
 from protocol.syncpeer import ReceiveReport
 from protocol.vocabulary import MEMBER_KINDS, NETWORK_TYPES
 
@@ -480,7 +481,7 @@ class Node:
             envelope = seal_group(
                 op, epoch=epoch, route_tag=net.secret.route_tag, nonce=random_bytes(24)
             )
-            tx.add_envelopes(net.network_id, [(_envelope_id(envelope), envelope)])
+            tx.add_envelopes(net.network_id, [(_envelope_id(envelope), envelope, op.op_id)])
         self._catch_up(net)
         invalid = dict(net.holdings.replica.folder.reasons).get(op.op_id)
         if invalid is not None:
@@ -559,7 +560,7 @@ class Node:
             announce = seal_group(
                 op, epoch=new, route_tag=net.secret.route_tag, nonce=random_bytes(24)
             )
-            tx.add_envelopes(net.network_id, [(_envelope_id(announce), announce)])
+            tx.add_envelopes(net.network_id, [(_envelope_id(announce), announce, op.op_id)])
             tx.add_envelopes(net.network_id, [(_envelope_id(e), e) for e in sealed], verified=False)
         self._catch_up(net)
 
@@ -727,8 +728,22 @@ class Node:
 
     def texts(self, ref: str, op_ids: Sequence[bytes]) -> dict[bytes, dict[str, Any]]:
         """What ops say (their bodies stay out of the state): for each id we hold, the
-        op's ``type``, ``author`` and its text fields (``title``, ``text``, ``reason``)."""
-        ops = self._net(ref).holdings.replica.index()
+        op's ``type``, ``author`` and its text fields (``title``, ``text``, ``reason``).
+
+        Read from the store by op id (no DAG needed); only ops stored before the store
+        recorded op ids make the node fold the network to find them."""
+        net = self._net(ref)
+        ops: dict[bytes, VerifiedOp] = {}
+        for op_id, data in self.profile.store.envelopes_of_ops(net.network_id, op_ids).items():
+            envelope = parse_envelope(data)
+            if isinstance(envelope, GroupEnvelope):
+                with contextlib.suppress(RemoteProtocolError, CryptoError):
+                    signed = decrypt_group(
+                        envelope, epochs=net.epochs, route_tag=net.secret.route_tag
+                    )
+                    ops[op_id] = reload_verified_op(signed)  # a verified row of our own
+        if len(ops) < len(set(op_ids)):
+            ops = {**net.holdings.replica.index(), **ops}
         found: dict[bytes, dict[str, Any]] = {}
         for op_id in op_ids:
             op = ops.get(op_id)
@@ -974,7 +989,7 @@ class Node:
         store = self.profile.store
         unattributed = net.holdings.unattributed()
         kept = [(op_id, data) for op_id, data in net.holdings.by_op.items()]
-        store.add_envelopes(secret.network_id, [(_envelope_id(d), d) for _, d in kept])
+        store.add_envelopes(secret.network_id, [(_envelope_id(d), d, o) for o, d in kept])
         store.add_envelopes(secret.network_id, list(unattributed.items()), verified=False)
         with store.transaction() as tx:
             tx.put(secret.network_id, _NETWORK_KEY, _pack_network(net))
@@ -1224,7 +1239,12 @@ class _StoreHoldings:
             # restart reloads is exactly what this session holds.
             kept = [e for e in fresh if e.envelope_id in inner.envelope_ids]
             unattributed = inner.unattributed()
-            verified = [(e.envelope_id, e.raw) for e in kept if e.envelope_id not in unattributed]
+            ops = inner.last_ops
+            verified = [
+                (e.envelope_id, e.raw, ops.get(e.envelope_id))
+                for e in kept
+                if e.envelope_id not in unattributed
+            ]
             unverified = [(e.envelope_id, e.raw) for e in kept if e.envelope_id in unattributed]
             store = self._node.profile.store
             if verified:

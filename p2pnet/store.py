@@ -56,6 +56,12 @@ _MIGRATIONS: tuple[str, ...] = (
     # 1 -> 2: every envelope row's sealed payload starts with a "verified" flag byte;
     # the rows are re-sealed in Python (_flag_rows) since SQL cannot open them.
     "",
+    # 2 -> 3: the keyed hash of the op an envelope carries (when known), so an op's text
+    # is found without rebuilding the DAG. Older rows stay NULL (the node then folds).
+    """
+    ALTER TABLE envelopes ADD COLUMN op BLOB;
+    CREATE INDEX envelopes_by_op ON envelopes (net, op);
+    """,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 _PROFILE_NET = b"\x00" * 16  # the `net` of profile-wide local rows
@@ -81,13 +87,14 @@ class Transaction:
     def add_envelopes(
         self,
         network_id: bytes,
-        envelopes: Iterable[tuple[bytes, bytes]],
+        envelopes: Iterable[tuple[bytes, bytes] | tuple[bytes, bytes, bytes | None]],
         *,
         verified: bool = True,
     ) -> int:
-        """Insert ``(envelope_id, envelope_bytes)`` pairs; duplicates are ignored.
+        """Insert ``(envelope_id, envelope_bytes[, op_id])`` rows; duplicates are ignored.
         ``verified`` records whether their signatures were checked (sealed with the row,
-        so a later reader knows which rows it may trust without checking again).
+        so a later reader knows which rows it may trust without checking again); the op id,
+        when given, is kept as a keyed hash to find the op's envelope later.
 
         Returns how many were new.
         """
@@ -95,12 +102,15 @@ class Transaction:
         net = key.index(network_id)
         flag = b"\x01" if verified else b"\x00"
         rows = []
-        for eid, data in envelopes:
+        for item in envelopes:
+            eid, data = item[0], item[1]
+            op_id = item[2] if len(item) > 2 else None
             eid_idx = key.index(eid)
-            rows.append((eid_idx, net, key.seal(flag + data, b"env" + eid_idx)))
+            op_idx = key.index(op_id) if op_id is not None else None
+            rows.append((eid_idx, net, key.seal(flag + data, b"env" + eid_idx), op_idx))
         before = self._db.total_changes
         self._db.executemany(
-            "INSERT OR IGNORE INTO envelopes (eid, net, data) VALUES (?, ?, ?)", rows
+            "INSERT OR IGNORE INTO envelopes (eid, net, data, op) VALUES (?, ?, ?, ?)", rows
         )
         return self._db.total_changes - before
 
@@ -251,7 +261,7 @@ class Store:
     def add_envelopes(
         self,
         network_id: bytes,
-        envelopes: Iterable[tuple[bytes, bytes]],
+        envelopes: Iterable[tuple[bytes, bytes] | tuple[bytes, bytes, bytes | None]],
         *,
         verified: bool = True,
     ) -> int:
@@ -266,6 +276,29 @@ class Store:
     def put(self, network_id: bytes | None, name: str, value: bytes) -> None:
         with self.transaction() as tx:
             tx.put(network_id, name, value)
+
+    def envelopes_of_ops(self, network_id: bytes, op_ids: Iterable[bytes]) -> dict[bytes, bytes]:
+        """The verified envelopes that carry these ops (those whose op is recorded).
+
+        Raises:
+            StoreCorrupt: a row does not decrypt.
+        """
+        key = self._key
+        net = key.index(network_id)
+        found: dict[bytes, bytes] = {}
+        for op_id in op_ids:
+            row = self._db.execute(
+                "SELECT eid, data FROM envelopes WHERE net = ? AND op = ?", (net, key.index(op_id))
+            ).fetchone()
+            if row is None:
+                continue
+            try:
+                data = key.open(row[1], b"env" + row[0])
+            except DecryptionFailed:
+                raise StoreCorrupt("a stored envelope does not decrypt") from None
+            if data[:1] == b"\x01":
+                found[op_id] = data[1:]
+        return found
 
     def last_position(self, network_id: bytes) -> int:
         """The newest arrival position of the network's envelopes (0: none)."""

@@ -88,6 +88,7 @@ class MemoryHoldings:
         self.by_op: dict[bytes, bytes] = {}  # op id -> envelope
         self.envelope_ids: set[bytes] = set()
         self._unattributed: dict[bytes, bytes] = {}
+        self.last_ops: dict[bytes, bytes] = {}  # envelope id -> op id, of the last receive
         self._unattributed_bytes = 0
 
     # -- Holdings ------------------------------------------------------------------------
@@ -180,6 +181,7 @@ class MemoryHoldings:
             self.by_op[op.op_id] = data
             envelope_of_op[op.op_id] = envelope_id
             ready.append(op)
+        self.last_ops = {eid: op_id for op_id, eid in envelope_of_op.items()}
         before = len(self.replica.dag.rejected)
         dag = self.replica.dag
         try:

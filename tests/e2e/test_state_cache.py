@@ -91,3 +91,16 @@ def test_node_events_tell_a_ui_what_changed(tmp_path: Path) -> None:
     kinds = [(e.kind, e.network_id) for e in seen]
     assert ("network", net_id) in kinds
     assert kinds.count(("ops", net_id)) == 2  # the genesis, then the proposal
+
+
+def test_texts_come_from_the_store_without_folding(tmp_path: Path) -> None:
+    _busy_profile(tmp_path)
+    with Node.open(tmp_path, "default", PASS) as node:
+        net = node._networks[node.network_id("Net")]  # type: ignore[attr-defined]
+        state = node.state("Net")
+        meet = next(d for d in state.decisions.values() if d.title == "Meet")
+        comment = state.comments[meet.decision_id][0]
+        texts = node.texts("Net", [meet.decision_id, comment])
+        assert net.loaded is None  # no DAG was built to read them
+        assert texts[comment]["text"] == "Thursday works"
+        assert texts[meet.decision_id]["title"] == "Meet"

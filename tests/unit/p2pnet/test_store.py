@@ -272,6 +272,8 @@ def test_version_1_rows_are_migrated_as_unverified(tmp_path: Path, key: LocalKey
         "INSERT INTO envelopes (eid, net, data) VALUES (?, ?, ?)",
         (eid_idx, key.index(NET), key.seal(b"\x95bare envelope", b"env" + eid_idx)),
     )
+    _raw(path, "DROP INDEX envelopes_by_op")
+    _raw(path, "ALTER TABLE envelopes DROP COLUMN op")
     _raw(path, "PRAGMA user_version = 1")
     s = Store.open(path, key)
     (row,) = list(s.envelopes(NET))
