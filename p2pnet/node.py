@@ -68,7 +68,7 @@ from protocol.build import genesis_op, next_op
 from protocol.bundle import seal_bundle
 from protocol.envelope import Envelope, GroupEnvelope, SealedEnvelope, decrypt_group
 from protocol.epochs import open_epoch_key, rotate_epoch
-from protocol.fold import Folder, no_gc_pauses
+from protocol.fold import Folder, no_gc_pauses, projected_tally
 from protocol.holdings import DagChains, MemoryHoldings, Verifier, verify_all
 from protocol.invite import (
     WELCOME_MAGIC,
@@ -593,7 +593,9 @@ class Node:
     # -- members -------------------------------------------------------------------------
 
     def member_key(self, ref: str, member: str) -> bytes:
-        members = self._net(ref).folder.members
+        net = self._net(ref)
+        cached = net.cached if net.loaded is None else None
+        members = cached.members if cached else net.folder.members
         return _resolve("member", member, {k: m.display_name for k, m in members.items()})
 
     def update_profile(
@@ -675,7 +677,11 @@ class Node:
     # -- decisions -----------------------------------------------------------------------
 
     def decision_id(self, ref: str, decision: str) -> bytes:
-        decisions = self._net(ref).folder.decisions
+        net = self._net(ref)
+        # Reads need no DAG: the cached state names decisions as well as the live fold.
+        decisions = (
+            net.cached.decisions if net.loaded is None and net.cached else net.folder.decisions
+        )
         quick = _by_long_prefix(decision, decisions)
         if quick is not None:
             return quick
@@ -758,8 +764,9 @@ class Node:
 
     def projected_outcome(self, ref: str, decision: str) -> dict[str, Any]:
         """The tally a close written now would record (what the UI shows before closing)."""
-        folder = self._net(ref).holdings.replica.folder
-        return folder.projected_tally(self.decision_id(ref, decision)).to_wire()
+        net = self._net(ref)
+        found = net.state().decisions[self.decision_id(ref, decision)]  # cached or folded
+        return projected_tally(found).to_wire()
 
     def close_decision(self, ref: str, decision: str) -> VerifiedOp:
         decision_id = self.decision_id(ref, decision)

@@ -61,7 +61,7 @@ from protocol.state import (
     Position,
 )
 
-__all__ = ["Folder", "Replica", "fold", "no_gc_pauses"]
+__all__ = ["Folder", "Replica", "fold", "no_gc_pauses", "projected_tally"]
 
 WITHDRAW = "withdraw"
 _MAX_REASONS = 256
@@ -273,16 +273,7 @@ class Folder:
         Raises:
             KeyError: no such decision.
         """
-        decision = self.decisions[decision_id]
-        latest: dict[bytes, Position] = {}
-        for position in decision.positions:
-            if position.round != decision.rounds[-1]:
-                continue
-            held = latest.get(position.member)
-            if held is None or (position.seq, position.op_id) > (held.seq, held.op_id):
-                latest[position.member] = position
-        stances = {m: p.stance for m, p in latest.items() if p.stance != WITHDRAW}
-        return tally(decision.rule, decision.electorate, stances)
+        return projected_tally(self.decisions[decision_id])
 
     # -- views ---------------------------------------------------------------------------
 
@@ -537,6 +528,20 @@ def _withdraw(f: Folder, op: VerifiedOp, author: _MemberRec) -> None:
     if op.author != decision.proposer:
         raise _Invalid("only the proposer can withdraw")
     decision.status = "withdrawn"
+
+
+def projected_tally(decision: _DecisionRec | Decision) -> Tally:
+    """The outcome a close written on top of every known position would carry: each
+    electorate member's latest position (by seq) of the current round."""
+    latest: dict[bytes, Position] = {}
+    for position in decision.positions:
+        if position.round != decision.rounds[-1]:
+            continue
+        held = latest.get(position.member)
+        if held is None or (position.seq, position.op_id) > (held.seq, held.op_id):
+            latest[position.member] = position
+    stances = {m: p.stance for m, p in latest.items() if p.stance != WITHDRAW}
+    return tally(decision.rule, decision.electorate, stances)
 
 
 def counted_positions(dag: Dag, decision: _DecisionRec | Decision, at: bytes) -> list[Position]:

@@ -104,3 +104,17 @@ def test_texts_come_from_the_store_without_folding(tmp_path: Path) -> None:
         assert net.loaded is None  # no DAG was built to read them
         assert texts[comment]["text"] == "Thursday works"
         assert texts[meet.decision_id]["title"] == "Meet"
+
+
+def test_decision_show_needs_no_fold_when_the_cache_is_fresh(tmp_path: Path) -> None:
+    _busy_profile(tmp_path)
+    with Node.open(tmp_path, "default", PASS) as node:
+        net = node._networks[node.network_id("Net")]  # type: ignore[attr-defined]
+        decision = node.decision_id("Net", "Meet")
+        projected = node.projected_outcome("Net", "Meet")
+        assert net.loaded is None
+        assert projected["outcome"] == "adopted"
+        assert node.member_key("Net", "Ana") == node.identity.public.key
+        assert net.loaded is None
+        node.position("Net", decision.hex(), "abstain")  # a write builds the DAG
+        assert net.loaded is not None
