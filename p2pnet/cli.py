@@ -161,7 +161,8 @@ def _member_commands(commands: Any) -> None:
     update.add_argument("--offers", help="comma-separated, e.g. expertise_legal,funding")
     update.add_argument("--needs", help="comma-separated, e.g. meeting_space")
     help_text = "the number to compare in person"
-    _leaf(member, "safety-number", _safety_number, help_text, "net", "member")
+    safety = _leaf(member, "safety-number", _safety_number, help_text, "net", "member")
+    safety.add_argument("--qr", action="store_true", help="also show a QR code to scan")
     help_text = "record an in-person verification"
     verify = _leaf(member, "verify", _member_verify, help_text, "net", "member")
     verify.add_argument("--safety-number", required=True, dest="digits")
@@ -515,7 +516,9 @@ def _safety_number(args: argparse.Namespace) -> None:
     with _open_node(args) as node:
         key = _other_member(node, args.net, args.member)
         number = node.safety_number_with(args.net, args.member)
+        words = node.safety_words(args.net, args.member)
         name = node.state(args.net).members[key].display_name
+        qr = _qr_text(node.verification_qr(args.net, args.member)) if args.qr else ""
     _emit(
         args,
         {
@@ -523,10 +526,13 @@ def _safety_number(args: argparse.Namespace) -> None:
             "name": name,
             "safety_number": number,
             "digits": number.replace(" ", ""),
+            "words": list(words),
         },
-        f"Your safety number with {name or _short(key)}:\n{number}\n"
-        "Compare it in person. If it matches: p2pnet member verify "
-        f"{shlex.quote(args.net)} {_short(key)} --safety-number DIGITS",
+        f"{qr}Your safety number with {name or _short(key)}:\n{number}\n"
+        f"In words: {' '.join(words)}\n"
+        "Compare the digits in person (the words are an aid for reading aloud). If they "
+        f"match: p2pnet member verify {shlex.quote(args.net)} {_short(key)} "
+        "--safety-number DIGITS",
     )
 
 

@@ -34,6 +34,7 @@ from crypto import (
     KdfParams,
     NetworkSecret,
     PublicIdentity,
+    qr_payload,
     random_bytes,
     safety_number,
 )
@@ -619,6 +620,16 @@ class Node:
         if not body:
             raise NodeError("nothing to update: give --name, --kind, --offers or --needs")
         return self._write(ref, "member_update", body)
+
+    def verification_qr(self, ref: str, member: str) -> str:
+        """The text to show as a QR code to ``member`` in person (crypto.qr_payload)."""
+        key = self.member_key(ref, member)
+        return qr_payload(self.identity.public, PublicIdentity(key))
+
+    def safety_words(self, ref: str, member: str) -> tuple[str, ...]:
+        """The word form of the safety number with ``member``, for reading aloud."""
+        key = self.member_key(ref, member)
+        return safety_number(self.identity.public, PublicIdentity(key)).words
 
     def safety_number_with(self, ref: str, member: str) -> str:
         key = self.member_key(ref, member)
