@@ -69,7 +69,7 @@ from protocol.build import genesis_op, next_op
 from protocol.bundle import seal_bundle
 from protocol.envelope import Envelope, GroupEnvelope, SealedEnvelope, decrypt_group
 from protocol.epochs import open_epoch_key, rotate_epoch
-from protocol.fold import Folder, no_gc_pauses, projected_tally
+from protocol.fold import Folder, close_refusal, no_gc_pauses, projected_tally
 from protocol.holdings import DagChains, MemoryHoldings, Verifier, verify_all
 from protocol.invite import (
     WELCOME_MAGIC,
@@ -730,6 +730,10 @@ class Node:
     def position(self, ref: str, decision: str, stance: str, reason: str = "") -> VerifiedOp:
         decision_id = self.decision_id(ref, decision)
         found = self._net(ref).folder.decisions[decision_id]
+        if found.status != "open":
+            raise NotAllowed(f"the proposal is {found.status}")
+        if self.identity.public.key not in found.electorate:
+            raise NotAllowed("you are not in this proposal's electorate (you joined after it)")
         if stance != "withdraw":
             try:
                 validate_position(found.rule, stance, reason)
@@ -780,7 +784,17 @@ class Node:
         return projected_tally(found).to_wire()
 
     def close_decision(self, ref: str, decision: str) -> VerifiedOp:
+        """Close a decision with the outcome every member will recompute.
+
+        Raises:
+            NotAllowed: closed already, or too early (checked before anything is signed).
+        """
         decision_id = self.decision_id(ref, decision)
+        refusal = close_refusal(
+            self._net(ref).folder, decision_id, self.identity.public.key, now_ms()
+        )
+        if refusal is not None:
+            raise NotAllowed(refusal)
         outcome = self.projected_outcome(ref, decision)
         return self._write(ref, "close", {"outcome": outcome, "proposal": decision_id})
 

@@ -61,7 +61,7 @@ from protocol.state import (
     Position,
 )
 
-__all__ = ["Folder", "Replica", "fold", "no_gc_pauses", "projected_tally"]
+__all__ = ["Folder", "Replica", "close_refusal", "fold", "no_gc_pauses", "projected_tally"]
 
 WITHDRAW = "withdraw"
 _MAX_REASONS = 256
@@ -542,6 +542,33 @@ def projected_tally(decision: _DecisionRec | Decision) -> Tally:
             latest[position.member] = position
     stances = {m: p.stance for m, p in latest.items() if p.stance != WITHDRAW}
     return tally(decision.rule, decision.electorate, stances)
+
+
+def close_refusal(folder: Folder, decision_id: bytes, closer: bytes, time: int) -> str | None:
+    """Why a close by ``closer`` at ``time``, written on top of everything ``folder``
+    holds, would be refused — or None. The same rules as the fold, asked beforehand so
+    a node does not sign and store a close that changes nothing."""
+    decision = folder.decisions.get(decision_id)
+    if decision is None:
+        return "no such proposal"
+    if decision.status != "open":
+        return f"the proposal is {decision.status}"
+    if folder.settings is None:
+        return "no genesis"
+    latest: dict[bytes, Position] = {}
+    for position in decision.positions:
+        if position.round == decision.rounds[-1]:
+            held = latest.get(position.member)
+            if held is None or (position.seq, position.op_id) > (held.seq, held.op_id):
+                latest[position.member] = position
+    positioned = {m for m, p in latest.items() if p.stance != WITHDRAW}
+    if positioned >= decision.electorate:
+        return None
+    if closer == decision.proposer and time >= decision.closes_at:
+        return None
+    if closer in decision.electorate and time >= decision.closes_at + folder.settings.grace_ms:
+        return None
+    return "too early to close: not everyone has taken a position and the deadline has not passed"
 
 
 def counted_positions(dag: Dag, decision: _DecisionRec | Decision, at: bytes) -> list[Position]:

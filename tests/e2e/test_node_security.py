@@ -121,3 +121,34 @@ def test_rekey_answers_a_departure_the_designated_member_left_open(tmp_path: Pat
     assert ana.rekey("Net") == 0  # nothing left to answer
     ana.close()
     ben.close()
+
+
+def test_refused_closes_and_positions_are_not_signed_or_stored(tmp_path: Path) -> None:
+    ana, ben = _node(tmp_path, "ana"), _node(tmp_path, "ben")
+    ana.create_network("Net", "coordination")
+    ben.join_request(ana.create_invite("Net"), tmp_path / "ben.req")
+    ana.accept_invite("Net", tmp_path / "ben.req", out=tmp_path / "ben.wl")
+    ben.bundle_import(tmp_path / "ben.wl")
+    ana.propose("Net", title="Later")  # a week's deadline; Ben has not voted
+    ben.bundle_import(_export(ana, tmp_path))
+    net_id = ben.network_id("Net")
+    rows = ben.profile.store.count(net_id)
+    with pytest.raises(NotAllowed, match="too early"):
+        ben.close_decision("Net", "Later")
+    assert ben.profile.store.count(net_id) == rows  # nothing signed, nothing stored
+    ana.position("Net", "Later", "consent")
+    ben.position("Net", "Later", "consent")
+    ben.bundle_import(_export(ana, tmp_path))
+    ben.close_decision("Net", "Later")  # everyone has a position now
+    rows = ben.profile.store.count(net_id)
+    with pytest.raises(NotAllowed, match="closed"):
+        ben.position("Net", "Later", "objection", "too late")
+    assert ben.profile.store.count(net_id) == rows
+    ana.close()
+    ben.close()
+
+
+def _export(node: Node, tmp_path: Path) -> Path:
+    path = tmp_path / f"{node.name}.bundle"
+    node.bundle_export("Net", path)
+    return path
