@@ -971,7 +971,7 @@ class Node:
         bundle = b"".join(
             seal_bundle(net.network_id, _all_envelopes(net.holdings), key=net.secret.bundle_key)
         )
-        write_private_file(out, [welcome_file(envelope, bundle)])
+        write_private_file(out, [welcome_file(envelope, bundle, joiner=joiner)])
         # It also travels by sync; if the store refuses it (a flood of junk filling the
         # unattributed pool), the file written above still carries it.
         with contextlib.suppress(RemoteProtocolError):
@@ -985,7 +985,7 @@ class Node:
                 "you have not asked to join a network: run p2pnet join --request FILE first"
             )
         try:
-            envelope, bundle = split_welcome_file(_read_limited(path, _MAX_WELCOME))
+            envelope, bundle = split_welcome_file(_read_limited(path, _MAX_WELCOME), self.identity)
         except RemoteProtocolError as exc:
             raise NodeError(str(exc)) from None
         for network_id, inviter in pending.items():

@@ -17,8 +17,9 @@ Theory of operation
    sealed to the joiner carrying ``[payload, signature]``, ``payload`` =
    ``["p2pnet-welcome", network_id, network_secret, genesis_id, [[epoch_id, key], …],
    inviter_key, joiner_key]`` signed by the inviter (domain ``welcome``). A welcome file
-   is ``"P2PNETWL" | 0x01 | u32 length | that envelope | a bundle of the network``. The
-   welcome envelope also travels by sync, so any member can deliver it.
+   is ``"P2PNETWL" | 0x01 | u32 length | sealed box to the joiner of that envelope | a
+   bundle of the network`` (sealed once more so the file carries no route tag in clear).
+   The welcome envelope also travels by sync, so any member can deliver it.
 """
 
 from __future__ import annotations
@@ -264,15 +265,18 @@ def open_welcome(envelope: SealedEnvelope, joiner: Identity, *, inviter: bytes) 
     return Welcome(secret, genesis_id, keys, inviter)
 
 
-def welcome_file(welcome_envelope: bytes, bundle: bytes) -> bytes:
-    return WELCOME_MAGIC + _LEN.pack(len(welcome_envelope)) + welcome_envelope + bundle
+def welcome_file(welcome_envelope: bytes, bundle: bytes, *, joiner: bytes) -> bytes:
+    """The welcome file: the welcome envelope sealed once more to the joiner (so the file
+    shows no route tag that would link it to the network's traffic), then the bundle."""
+    sealed = PublicIdentity(joiner).seal(welcome_envelope)
+    return WELCOME_MAGIC + _LEN.pack(len(sealed)) + sealed + bundle
 
 
-def split_welcome_file(data: bytes) -> tuple[SealedEnvelope, bytes]:
-    """(the sealed welcome, the bundle bytes) of a welcome file.
+def split_welcome_file(data: bytes, joiner: Identity) -> tuple[SealedEnvelope, bytes]:
+    """(the welcome envelope, the bundle bytes) of a welcome file addressed to ``joiner``.
 
     Raises:
-        RemoteProtocolError: not a welcome file, or damaged.
+        RemoteProtocolError: not a welcome file, damaged, or not for this joiner.
     """
     if not data.startswith(WELCOME_MAGIC) or len(data) < len(WELCOME_MAGIC) + 4:
         raise RemoteProtocolError("not a p2pnet welcome file")
@@ -280,7 +284,11 @@ def split_welcome_file(data: bytes) -> tuple[SealedEnvelope, bytes]:
     start = len(WELCOME_MAGIC) + 4
     if length > 1 << 16 or start + length > len(data):
         raise RemoteProtocolError("the welcome file is damaged")
-    envelope = parse_envelope(data[start : start + length])
+    try:
+        inner = joiner.unseal(data[start : start + length])
+    except CryptoError:
+        raise RemoteProtocolError("this welcome is not for you") from None
+    envelope = parse_envelope(inner)
     if not isinstance(envelope, SealedEnvelope):
         raise RemoteProtocolError("the welcome file is damaged")
     return envelope, data[start + length :]
