@@ -888,7 +888,7 @@ class Node:
                 invite, or for another network.
         """
         net = self._net(ref)
-        data = _read_limited(request, 4096)
+        data = _read_limited(request, 8192)
         with self.profile.store.transaction() as tx:
             invites = self._invites(net, tx)
         now = now_ms()

@@ -41,7 +41,14 @@ from crypto import (
 )
 from protocol import wire
 from protocol._errors import RemoteProtocolError
-from protocol.envelope import SealedEnvelope, open_sealed, parse_envelope, seal_to_member
+from protocol.envelope import (
+    SealedEnvelope,
+    open_sealed,
+    pad,
+    parse_envelope,
+    seal_to_member,
+    unpad,
+)
 
 __all__ = [
     "WELCOME_MAGIC",
@@ -63,6 +70,7 @@ _SECRET = 16
 _MAX_ADDRESSES = 4
 _MAX_CODE = 1024
 _REQUEST_MAGIC = b"P2PNETJR\x01"
+_REQUEST_PADDED = 1024
 WELCOME_MAGIC = b"P2PNETWL\x01"
 _TAG = "p2pnet-welcome"
 _LEN = struct.Struct(">I")
@@ -149,9 +157,13 @@ def seal_join_request(code: InviteCode, joiner: Identity, *, display_name: str, 
         }
     )
     mac = hashlib.blake2b(body, digest_size=32, key=code.secret, person=b"p2pnet-joinmac").digest()
-    sealed = PublicIdentity(code.inviter).seal(
-        wire.encode([body, joiner.sign(b"join-request", body), mac])
-    )
+    # Padded to one size (1,024 bytes: a bucket of envelope.pad) whatever the name.
+    message = wire.encode([body, joiner.sign(b"join-request", body), mac])
+    if len(message) < _REQUEST_PADDED:
+        padded = message + b"\x80" + bytes(_REQUEST_PADDED - len(message) - 1)
+    else:
+        padded = pad(message)
+    sealed = PublicIdentity(code.inviter).seal(padded)
     return _REQUEST_MAGIC + sealed
 
 
@@ -163,10 +175,10 @@ def open_join_request(data: bytes, inviter: Identity, secrets: dict[bytes, bytes
         RemoteProtocolError: not for us, damaged, for an unknown or used invite, or the
             proof of the code or of the joiner's key fails.
     """
-    if not data.startswith(_REQUEST_MAGIC) or len(data) > 4096:
+    if not data.startswith(_REQUEST_MAGIC) or len(data) > 8192:
         raise RemoteProtocolError("not a p2pnet join request")
     try:
-        opened = inviter.unseal(data[len(_REQUEST_MAGIC) :])
+        opened = unpad(inviter.unseal(data[len(_REQUEST_MAGIC) :]))
     except CryptoError:
         raise RemoteProtocolError("this join request is not addressed to you") from None
     outer = wire.decode(opened, max_size=4096, max_items=3)
