@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-from crypto import EPOCH_ID_BYTES, EpochKey
+from crypto import EpochKey
 from protocol import wire
 from protocol._errors import LocalProtocolError
 from protocol.dag import Dag
@@ -63,13 +63,13 @@ __all__ = [
 ]
 
 MAGIC = b"P2PNETDL"
-VERSION = 1
+VERSION = 2  # 2: no key id in the encrypted header
 MODE_PLAIN = 0
 MODE_ENCRYPTED = 1
 NONCE_BYTES = 24
 AEAD_TAG = 16
 PLAIN_HEADER = len(MAGIC) + 2
-ENCRYPTED_HEADER = PLAIN_HEADER + EPOCH_ID_BYTES + NONCE_BYTES
+ENCRYPTED_HEADER = PLAIN_HEADER + NONCE_BYTES
 MIN_PADDED = 4096
 MAX_PADDED = 64 << 20
 MAX_BODY_BYTES = MAX_PADDED - 4
@@ -231,5 +231,7 @@ def export_log(
         raise LocalProtocolError("the decision log is too large to export")
     if key is None or nonce is None:
         return MAGIC + bytes([VERSION, MODE_PLAIN]) + body
-    header = MAGIC + bytes([VERSION, MODE_ENCRYPTED]) + key.epoch_id + nonce
+    # No key id: a reader tries its networks' export keys, so two logs of one network
+    # cannot be linked by a header field (as bundles).
+    header = MAGIC + bytes([VERSION, MODE_ENCRYPTED]) + nonce
     return header + key.encrypt(_pad(body), header, nonce)

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from itertools import pairwise
 from typing import Any, NamedTuple
 
-from crypto import EPOCH_ID_BYTES, CryptoError, EpochKey
+from crypto import CryptoError, EpochKey
 from protocol import wire
 from protocol._errors import RemoteProtocolError
 from protocol.dag import Dag
@@ -99,16 +99,17 @@ def _open(data: bytes, keys: Mapping[bytes, EpochKey]) -> bytes:
     if not _is_bucket(len(data) - ENCRYPTED_HEADER - AEAD_TAG):
         raise RemoteProtocolError("the encrypted log has the wrong size: truncated or altered")
     header = data[:ENCRYPTED_HEADER]
-    key = keys.get(header[PLAIN_HEADER : PLAIN_HEADER + EPOCH_ID_BYTES])
-    if key is None:
-        key_id = short_id(header[PLAIN_HEADER : PLAIN_HEADER + EPOCH_ID_BYTES])
-        raise _CannotOpen(f"the log is encrypted under export key {key_id}, not given")
-    try:
-        padded = key.decrypt(data[ENCRYPTED_HEADER:], header, header[-NONCE_BYTES:])
-    except CryptoError:
+    padded = b""
+    for key in keys.values():
+        try:
+            padded = key.decrypt(data[ENCRYPTED_HEADER:], header, header[-NONCE_BYTES:])
+            break
+        except CryptoError:
+            continue
+    else:
         raise _CannotOpen(
-            "the log could not be decrypted: wrong key, or the file was altered"
-        ) from None
+            "the log could not be decrypted: not for any network you hold, or altered"
+        )
     length = int.from_bytes(padded[:4], "big")
     if length > len(padded) - 4 or padded.count(0, 4 + length) != len(padded) - 4 - length:
         raise RemoteProtocolError("bad padding inside the encrypted log")

@@ -127,13 +127,13 @@ def story() -> Story:
 
 
 def _body(data: bytes) -> dict[str, Any]:
-    assert data[:10] == MAGIC + b"\x01\x00"
+    assert data[:10] == MAGIC + b"\x02\x00"
     body: dict[str, Any] = wire.decode(data[10:], max_size=1 << 26, max_items=1 << 16)
     return body
 
 
 def _plain(body: dict[str, Any]) -> bytes:
-    return MAGIC + b"\x01\x00" + wire.encode(body)
+    return MAGIC + b"\x02\x00" + wire.encode(body)
 
 
 def _index(body: dict[str, Any], op: VerifiedOp) -> int:
@@ -181,9 +181,9 @@ def test_encrypted_log_verifies_and_hides_everything(story: Story) -> None:
     assert report.ok, report.problems
     assert (report.opened, report.encrypted) == (True, True)
     assert report.decisions == verify_log(story.plain).decisions
-    assert story.sealed[10:26] == story.export_key.epoch_id
-    assert story.sealed[26:50] == NONCE
-    padded = len(story.sealed) - 50 - 16
+    assert story.export_key.epoch_id not in story.sealed  # no key id links two logs
+    assert story.sealed[10:34] == NONCE
+    padded = len(story.sealed) - 34 - 16
     assert padded >= 4096
     assert padded & (padded - 1) == 0
     for secret in (b"Adopt the charter", story.sim.network_id, story.ops["block"].signed[:40]):
@@ -436,19 +436,19 @@ def test_wrong_or_missing_key(story: Story) -> None:
     report = verify_log(story.sealed)
     assert (report.ok, report.opened, report.encrypted) == (False, False, True)
     assert report.problems == (
-        f"the log is encrypted under export key {short_id(story.export_key.epoch_id)}, not given",
+        "the log could not be decrypted: not for any network you hold, or altered",
     )
     impostor = EpochKey(story.export_key.epoch_id, bytes(32))
     report = verify_log(story.sealed, keys={impostor.epoch_id: impostor})
     assert report.problems == (
-        "the log could not be decrypted: wrong key, or the file was altered",
+        "the log could not be decrypted: not for any network you hold, or altered",
     )
     assert report.decisions == ()
 
 
 def test_header_fields(story: Story) -> None:
-    assert verify_log(story.plain[:8] + b"\x02" + story.plain[9:]).problems == (
-        "decision log version 2 is not supported",
+    assert verify_log(story.plain[:8] + b"\x01" + story.plain[9:]).problems == (
+        "decision log version 1 is not supported",
     )
     assert verify_log(story.plain[:9] + b"\x07" + story.plain[10:]).problems == (
         "unknown decision log mode 7",
@@ -490,7 +490,7 @@ def test_export_refuses_misuse(story: Story) -> None:
 
 
 @FAST
-@given(data=st.binary(max_size=2048), mode=st.sampled_from([b"", b"\x01\x00", b"\x01\x01"]))
+@given(data=st.binary(max_size=2048), mode=st.sampled_from([b"", b"\x02\x00", b"\x02\x01"]))
 def test_random_bytes_never_raise(story: Story, data: bytes, mode: bytes) -> None:
     prefix = MAGIC + mode if mode else b""
     report = verify_log(prefix + data, keys=story.keys)
