@@ -9,7 +9,13 @@ from __future__ import annotations
 import hashlib
 
 import nacl.bindings as _sodium
-import nacl.exceptions as _nacl_exc
+
+# PyNaCl's own cffi binding of its bundled libsodium (PyNaCl is pinned). The AEAD calls
+# go to it directly: PyNaCl's Python wrappers format an error message for every check
+# on every call, which doubled the cost of a decryption (3.6 against 1.8 us for a
+# 400-byte envelope), and a store rebuild decrypts twice per op.
+from nacl._sodium import ffi as _ffi  # type: ignore[import-not-found]
+from nacl._sodium import lib as _lib
 
 from crypto._errors import BadSignature, DecryptionFailed, KeyLengthError
 
@@ -20,9 +26,12 @@ SIGNATURE_BYTES = 64
 PUBLIC_KEY_BYTES = 32
 SEALED_BOX_OVERHEAD = _sodium.crypto_box_SEALBYTES
 
-_aead_encrypt = _sodium.crypto_aead_xchacha20poly1305_ietf_encrypt
-_aead_decrypt = _sodium.crypto_aead_xchacha20poly1305_ietf_decrypt
-_sign_open = _sodium.crypto_sign_open
+_aead_encrypt = _lib.crypto_aead_xchacha20poly1305_ietf_encrypt
+_aead_decrypt = _lib.crypto_aead_xchacha20poly1305_ietf_decrypt
+_new = _ffi.new
+_buffer = _ffi.buffer
+_NULL = _ffi.NULL
+_sign_open = _lib.crypto_sign_open
 _blake2b = hashlib.blake2b
 
 
@@ -40,15 +49,34 @@ def hash256(data: bytes, *, person: bytes = b"", key: bytes = b"") -> bytes:
 
 def aead_encrypt(key: bytes, nonce: bytes, plaintext: bytes, aad: bytes) -> bytes:
     """XChaCha20-Poly1305-IETF encryption. The caller guarantees nonce uniqueness."""
-    return _aead_encrypt(plaintext, aad, nonce, key)
+    key, nonce = check_length("key", key, KEY_BYTES), check_length("nonce", nonce, XNONCE_BYTES)
+    plaintext, aad = bytes(plaintext), bytes(aad)
+    out = _new("unsigned char[]", len(plaintext) + AEAD_TAG_BYTES)
+    out_len = _new("unsigned long long *")
+    _aead_encrypt(out, out_len, plaintext, len(plaintext), aad, len(aad), _NULL, nonce, key)
+    return bytes(_buffer(out, out_len[0]))
 
 
 def aead_decrypt(key: bytes, nonce: bytes, ciphertext: bytes, aad: bytes) -> bytes:
     """XChaCha20-Poly1305-IETF decryption; any failure is :class:`DecryptionFailed`."""
-    try:
-        return _aead_decrypt(ciphertext, aad, nonce, key)
-    except (_nacl_exc.CryptoError, ValueError, TypeError):
-        raise DecryptionFailed("decryption failed") from None
+    if (
+        not isinstance(key, bytes | bytearray)
+        or len(key) != KEY_BYTES
+        or not isinstance(nonce, bytes | bytearray)
+        or len(nonce) != XNONCE_BYTES
+        or not isinstance(ciphertext, bytes | bytearray | memoryview)
+        or not isinstance(aad, bytes | bytearray | memoryview)
+        or len(ciphertext) < AEAD_TAG_BYTES
+    ):
+        raise DecryptionFailed("decryption failed")
+    ciphertext, aad = bytes(ciphertext), bytes(aad)
+    out = _new("unsigned char[]", len(ciphertext) - AEAD_TAG_BYTES or 1)
+    out_len = _new("unsigned long long *")
+    if _aead_decrypt(
+        out, out_len, _NULL, ciphertext, len(ciphertext), aad, len(aad), bytes(nonce), bytes(key)
+    ):
+        raise DecryptionFailed("decryption failed")
+    return bytes(_buffer(out, out_len[0]))
 
 
 def ed25519_verify(
@@ -59,9 +87,17 @@ def ed25519_verify(
     Raises:
         BadSignature: it does not verify (or a length is wrong).
     """
-    if len(signature) != SIGNATURE_BYTES or len(public_key) != PUBLIC_KEY_BYTES:
+    if (
+        not isinstance(signature, bytes | bytearray)
+        or not isinstance(public_key, bytes | bytearray)
+        or not isinstance(message, bytes | bytearray | memoryview)
+        or not isinstance(prefix, bytes | bytearray)
+        or len(signature) != SIGNATURE_BYTES
+        or len(public_key) != PUBLIC_KEY_BYTES
+    ):
         raise BadSignature("bad signature")
-    try:
-        _sign_open(b"".join((signature, prefix, message)), public_key)
-    except (_nacl_exc.CryptoError, ValueError, TypeError):
-        raise BadSignature("bad signature") from None
+    signed = b"".join((signature, prefix, message))
+    out = _new("unsigned char[]", len(signed))
+    out_len = _new("unsigned long long *")
+    if _sign_open(out, out_len, signed, len(signed), bytes(public_key)):
+        raise BadSignature("bad signature")
