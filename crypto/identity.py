@@ -16,17 +16,14 @@ import nacl.exceptions as _nacl_exc
 import nacl.public
 import nacl.signing
 
-from crypto._errors import BadSignature, DecryptionFailed, KeyLengthError
+from crypto._errors import DecryptionFailed, KeyLengthError
 from crypto._primitives import (
     KEY_BYTES,
     PUBLIC_KEY_BYTES,
-    SIGNATURE_BYTES,
     check_length,
     ed25519_verify,
     hash256,
 )
-
-_sign_open = _sodium.crypto_sign_open
 
 __all__ = [
     "Identity",
@@ -64,13 +61,7 @@ def verify_signature(public_key: bytes, domain: bytes, message: bytes, signature
     Raises:
         BadSignature: it does not verify (or a length is wrong).
     """
-    prefix = _PREFIXES.get(domain) or _prefix(domain)
-    if len(signature) != SIGNATURE_BYTES or len(public_key) != PUBLIC_KEY_BYTES:
-        raise BadSignature("bad signature")
-    try:
-        _sign_open(b"".join((signature, prefix, message)), public_key)
-    except (_nacl_exc.CryptoError, ValueError, TypeError):
-        raise BadSignature("bad signature") from None
+    ed25519_verify(public_key, message, signature, _PREFIXES.get(domain) or _prefix(domain))
 
 
 def _prefix(domain: bytes) -> bytes:
