@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from crypto import Identity, KdfParams
-from p2pnet import _cli_output as out
+from p2pnet.cli import _output as out
 from p2pnet.cli import main
 from p2pnet.node import AmbiguousReference, Node, NotFound, _resolve
 
