@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from p2pnet.cli import _output as out
+from p2pnet.cli._text import render
 from p2pnet.errors import P2pnetError
 from p2pnet.node import Node
 from p2pnet.profile import Profile, open_profile
@@ -157,7 +157,7 @@ def _emit(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:
 
 
 def _view(args: argparse.Namespace, view: str, data: dict[str, Any]) -> None:
-    _emit(args, data, out.render(view, data))
+    _emit(args, data, render(view, data))
 
 
 def _short(value: bytes) -> str:

@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 
 from crypto import Identity, KdfParams
-from p2pnet.cli import _output as out
 from p2pnet.cli import main
+from p2pnet.cli._text import render
 from p2pnet.node import AmbiguousReference, Node, NotFound, _resolve
 
 PASS = "correct horse battery staple"
@@ -460,7 +460,7 @@ def test_text_never_passes_control_characters_to_the_terminal() -> None:
             }
         ],
     }
-    text = out.render("member_list", hostile)
+    text = render("member_list", hostile)
     assert "\x1b" not in text
     assert "\u202e" not in text
     assert "Eve\ufffd[2J\ufffd" in text
