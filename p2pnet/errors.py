@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-__all__ = ["P2pnetError", "StoreCorrupt", "StoreError"]
+__all__ = [
+    "AmbiguousReference",
+    "NodeError",
+    "NotAllowed",
+    "NotFound",
+    "P2pnetError",
+    "StoreCorrupt",
+    "StoreError",
+]
 
 
 class P2pnetError(Exception):
@@ -15,3 +23,20 @@ class StoreError(P2pnetError):
 
 class StoreCorrupt(StoreError):
     """The local store failed its integrity check or holds data that does not decrypt."""
+
+
+class NodeError(P2pnetError):
+    """A user-facing error: the message says what went wrong and, where possible, how to
+    fix it."""
+
+
+class NotFound(NodeError):
+    """No network, member, decision or agreement matches the reference."""
+
+
+class AmbiguousReference(NodeError):
+    """A reference matches several things; the message lists them."""
+
+
+class NotAllowed(NodeError):
+    """The action is not allowed (not a member, decision closed, too early, …)."""

@@ -22,7 +22,7 @@ import contextlib
 import hashlib
 import io
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -48,8 +48,9 @@ from p2pnet.bundle import (
     write_private_file,
     write_summary,
 )
-from p2pnet.errors import P2pnetError
+from p2pnet.errors import AmbiguousReference, NodeError, NotAllowed, NotFound, P2pnetError
 from p2pnet.profile import Profile, create_profile, open_profile, wipe_profile
+from p2pnet.references import by_long_prefix, check_name, parse_rule, resolve
 from p2pnet.statecache import decode_state, encode_state
 from p2pnet.store import Transaction
 from p2pnet.verify import ParallelVerifier
@@ -86,7 +87,7 @@ from protocol.invite import (
 )
 from protocol.log import MAX_LOG_BYTES
 from protocol.matching import Match, matches
-from protocol.rules import Ratio, RuleSpec, validate_position
+from protocol.rules import RuleSpec, validate_position
 from protocol.settings import defaults_for
 from protocol.signed import reload_verified_op
 from protocol.syncpeer import ReceiveReport
@@ -100,6 +101,7 @@ __all__ = [
     "NodeEvent",
     "NotAllowed",
     "NotFound",
+    "parse_rule",
 ]
 
 _NAME_KEY = "identity-name"
@@ -110,23 +112,6 @@ _DAY_MS = 86_400_000
 _CACHE_KEY = "state-cache"
 _EXIT_TYPES = frozenset({"leave", "close", "emergency_remove"})
 _MAX_WELCOME = 1 << 30
-
-
-class NodeError(P2pnetError):
-    """A user-facing error: the message says what went wrong and, where possible, how to
-    fix it."""
-
-
-class NotFound(NodeError):
-    """No network, member, decision or agreement matches the reference."""
-
-
-class AmbiguousReference(NodeError):
-    """A reference matches several things; the message lists them."""
-
-
-class NotAllowed(NodeError):
-    """The action is not allowed (not a member, decision closed, too early, …)."""
 
 
 def now_ms() -> int:
@@ -238,7 +223,7 @@ class Node:
             ProfileError: the profile exists or its name is invalid.
             NodeError: the display name is invalid.
         """
-        name = _check_name(name)
+        name = check_name(name)
         opened = create_profile(home, profile, passphrase, kdf=kdf)
         opened.store.put(None, _NAME_KEY, name.encode("utf-8"))
         return cls(opened)
@@ -443,7 +428,7 @@ class Node:
             NotFound, AmbiguousReference.
         """
         candidates = {nid: net.name for nid, net in self._networks.items()}
-        return _resolve("network", ref, candidates)
+        return resolve("network", ref, candidates)
 
     def state(self, ref: str) -> NetworkState:
         return self._net(ref).state()
@@ -597,7 +582,7 @@ class Node:
         net = self._net(ref)
         cached = net.cached if net.loaded is None else None
         members = cached.members if cached else net.folder.members
-        return _resolve("member", member, {k: m.display_name for k, m in members.items()})
+        return resolve("member", member, {k: m.display_name for k, m in members.items()})
 
     def update_profile(
         self,
@@ -667,7 +652,7 @@ class Node:
         labels = {
             a.agreement_id: state.versions[a.versions[-1]].title for a in state.agreements.values()
         }
-        return _resolve("agreement", agreement, labels)
+        return resolve("agreement", agreement, labels)
 
     def add_agreement(
         self, ref: str, *, kind: str, title: str, text: str, agreement: str | None = None
@@ -693,10 +678,10 @@ class Node:
         decisions = (
             net.cached.decisions if net.loaded is None and net.cached else net.folder.decisions
         )
-        quick = _by_long_prefix(decision, decisions)
+        quick = by_long_prefix(decision, decisions)
         if quick is not None:
             return quick
-        return _resolve("decision", decision, {k: d.title for k, d in decisions.items()})
+        return resolve("decision", decision, {k: d.title for k, d in decisions.items()})
 
     def propose(
         self,
@@ -800,13 +785,13 @@ class Node:
 
     def comment(self, ref: str, target: str, text: str) -> VerifiedOp:
         folder = self._net(ref).folder
-        quick = _by_long_prefix(target, [*folder.decisions, *folder.agreements])
+        quick = by_long_prefix(target, [*folder.decisions, *folder.agreements])
         if quick is not None:
             return self._write(ref, "comment", {"target": quick, "text": text})
         labels = {k: d.title for k, d in folder.decisions.items()}
         for agreement in folder.agreements.values():
             labels[agreement.agreement_id] = folder.versions[agreement.versions[-1]].title
-        target_id = _resolve("decision or agreement", target, labels)
+        target_id = resolve("decision or agreement", target, labels)
         return self._write(ref, "comment", {"target": target_id, "text": text})
 
     # -- invites (carried by hand) -------------------------------------------------------
@@ -1164,79 +1149,6 @@ def _read_limited(path: Path, limit: int) -> bytes:
 
 def _envelope_id(envelope: bytes) -> bytes:
     return hashlib.blake2b(envelope, digest_size=32).digest()
-
-
-def _check_name(name: str) -> str:
-    name = name.strip()
-    if not 1 <= len(name) <= 100:
-        raise NodeError("a name is 1 to 100 characters")
-    return name
-
-
-def parse_rule(text: str, *, quorum: str | None = None, block_threshold: int = 1) -> RuleSpec:
-    """``consent``, ``consensus``, ``majority``, ``advice``, ``sense_check`` or
-    ``supermajority:NUM/DEN:BASE`` (base cast, participating or eligible).
-
-    Raises:
-        NodeError: with the accepted forms.
-    """
-    try:
-        q = _ratio(quorum) if quorum else Ratio(1, 2)
-        if text.startswith("supermajority"):
-            parts = text.split(":")
-            if len(parts) != 3:
-                raise NodeError("write a supermajority as supermajority:2/3:eligible")
-            return RuleSpec("supermajority", q, _ratio(parts[1]), parts[2])
-        return RuleSpec(text, q, block_threshold=block_threshold)
-    except LocalProtocolError as exc:
-        raise NodeError(str(exc)) from None
-
-
-def _ratio(text: str) -> Ratio:
-    num, _, den = text.partition("/")
-    if not (num.isdigit() and den.isdigit()):
-        raise NodeError(f"{text!r} is not a fraction like 1/2")
-    return Ratio(int(num), int(den))
-
-
-def _by_long_prefix(ref: str, ids: Iterable[bytes]) -> bytes | None:
-    """The one id that a hex reference of 8+ digits begins, if exactly one (the fast
-    path: scripts and the UI pass ids; a title of 8+ hex digits that is also an id prefix
-    is a 1-in-4-billion coincidence)."""
-    wanted = ref.strip().lower()
-    if len(wanted) < 8 or len(wanted) % 2 or any(c not in "0123456789abcdef" for c in wanted):
-        return None
-    prefix = bytes.fromhex(wanted)
-    found = [k for k in ids if k.startswith(prefix)]
-    return found[0] if len(found) == 1 else None
-
-
-def _resolve(what: str, ref: str, candidates: Mapping[bytes, str]) -> bytes:
-    """A name (case-insensitive, exact) or a hex id prefix of at least 4 digits."""
-    wanted = ref.strip().casefold()
-    size = len(wanted)
-    # Compare lengths first: casefolding every title on every action was the slowest part
-    # of a local action in a network with a thousand decisions.
-    by_name = [
-        k
-        for k, label in candidates.items()
-        if len(label) >= size // 2 and label.casefold() == wanted
-    ]
-    if len(by_name) == 1:
-        return by_name[0]
-    by_prefix: list[bytes] = []
-    if size >= 4 and all(c in "0123456789abcdef" for c in wanted):
-        even = bytes.fromhex(wanted[: size - size % 2])
-        by_prefix = [k for k in candidates if k.startswith(even)]
-        if size % 2:
-            by_prefix = [k for k in by_prefix if k.hex().startswith(wanted)]
-    found = by_name or by_prefix
-    if len(found) == 1:
-        return found[0]
-    if not found:
-        raise NotFound(f"no {what} matches {ref!r}")
-    listed = ", ".join(f"{candidates[k]} ({k.hex()[:8]})" for k in sorted(found))
-    raise AmbiguousReference(f"{ref!r} matches several: {listed}; give more of the id")
 
 
 class _StoreHoldings:

@@ -21,7 +21,8 @@ import pytest
 from crypto import Identity, KdfParams
 from p2pnet.cli import main
 from p2pnet.cli._text import render
-from p2pnet.node import AmbiguousReference, Node, NotFound, _resolve
+from p2pnet.node import AmbiguousReference, Node, NotFound
+from p2pnet.references import resolve as _resolve
 
 PASS = "correct horse battery staple"
 NET = "Union"
