@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from crypto import (
     CryptoError,
@@ -49,6 +49,7 @@ from p2pnet.bundle import (
     write_summary,
 )
 from p2pnet.errors import AmbiguousReference, NodeError, NotAllowed, NotFound, P2pnetError
+from p2pnet.files import open_or_fail, read_limited
 from p2pnet.profile import Profile, create_profile, open_profile, wipe_profile
 from p2pnet.references import by_long_prefix, check_name, parse_rule, resolve
 from p2pnet.statecache import decode_state, encode_state
@@ -873,7 +874,7 @@ class Node:
                 invite, or for another network.
         """
         net = self._net(ref)
-        data = _read_limited(request, 8192)
+        data = read_limited(request, 8192, f"{request} is too large to be a join request")
         with self.profile.store.transaction() as tx:
             invites = self._invites(net, tx)
         now = now_ms()
@@ -970,7 +971,10 @@ class Node:
                 "you have not asked to join a network: run p2pnet join --request FILE first"
             )
         try:
-            envelope, bundle = split_welcome_file(_read_limited(path, _MAX_WELCOME), self.identity)
+            envelope, bundle = split_welcome_file(
+                read_limited(path, _MAX_WELCOME, f"{path} is too large to be a welcome file"),
+                self.identity,
+            )
         except RemoteProtocolError as exc:
             raise NodeError(str(exc)) from None
         for network_id, inviter in pending.items():
@@ -1035,7 +1039,7 @@ class Node:
 
     def log_verify(self, path: Path) -> LogReport:
         """Check a decision log file, with the export keys of every network we hold."""
-        data = _read_limited(path, MAX_LOG_BYTES)
+        data = read_limited(path, MAX_LOG_BYTES, f"{path} is too large to be a decision log")
         keys = {n.secret.export_key.epoch_id: n.secret.export_key for n in self._networks.values()}
         return verify_log(data, keys=keys)
 
@@ -1060,7 +1064,12 @@ class Node:
         if for_summary is not None:
             keys = {net.network_id: net.secret.bundle_key}
             try:
-                _, summary = read_summary(_read_limited(for_summary, 1 << 20), keys)
+                _, summary = read_summary(
+                    read_limited(
+                        for_summary, 1 << 20, f"{for_summary} is too large to be a summary"
+                    ),
+                    keys,
+                )
             except RemoteProtocolError as exc:
                 raise NodeError(f"that summary cannot be used: {exc}") from None
         return export_bundle(
@@ -1117,13 +1126,6 @@ class AcceptResult:
     welcome_written: bool
 
 
-def open_or_fail(path: Path) -> BinaryIO:
-    try:
-        return open(path, "rb")
-    except OSError as exc:
-        raise NodeError(f"cannot read {path}: {exc.strerror or exc}") from None
-
-
 def _safe_name(name: str) -> str:
     cleaned = "".join(ch for ch in name if ch.isprintable()).strip()[:100].strip()
     return cleaned or "New member"
@@ -1134,17 +1136,6 @@ def _all_envelopes(holdings: MemoryHoldings) -> list[bytes]:
     op_ids = [o for author, _, _ in index.chains() for o in index.ops_above(author, 0)]
     ordered = sorted(op_ids, key=holdings.order_key)
     return [holdings.envelope_of(o) for o in ordered] + list(holdings.unattributed().values())
-
-
-def _read_limited(path: Path, limit: int) -> bytes:
-    try:
-        with open(path, "rb") as fh:
-            data = fh.read(limit + 1)
-    except OSError as exc:
-        raise NodeError(f"cannot read {path}: {exc.strerror or exc}") from None
-    if len(data) > limit:
-        raise NodeError(f"{path} is too large to be what it claims")
-    return data
 
 
 def _envelope_id(envelope: bytes) -> bytes:

@@ -17,6 +17,7 @@ from p2pnet.cli._common import (
     _Progress,
     _view,
 )
+from p2pnet.files import read_limited
 from p2pnet.profile import profile_dir
 from protocol import verify_log
 from protocol.log import MAX_LOG_BYTES
@@ -59,14 +60,9 @@ def _log_verify(args: argparse.Namespace, path: Path) -> int:
         sys.stderr.write("Verifying the decision log…\n")
     if not (profile_dir(_home(args), args.profile) / "keystore").exists():
         # An outside auditor has no profile: plain logs need no key.
-        try:
-            with open(path, "rb") as fh:
-                data = fh.read(MAX_LOG_BYTES + 1)
-        except OSError as exc:
-            raise UserError(f"cannot read {path}: {exc.strerror or exc}") from None
-        if len(data) > MAX_LOG_BYTES:
-            raise UserError(f"{path} is too large to be a decision log")
-        report = verify_log(data)
+        report = verify_log(
+            read_limited(path, MAX_LOG_BYTES, f"{path} is too large to be a decision log")
+        )
     else:
         with _open_node(args) as node:
             report = node.log_verify(path)
