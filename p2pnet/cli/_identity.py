@@ -18,12 +18,11 @@ from p2pnet.cli._common import (
 )
 from p2pnet.node import Node
 from p2pnet.profile import create_profile, profile_dir
+from p2pnet.references import check_name
 
 
 def _init(args: argparse.Namespace) -> None:
-    name = args.name.strip()
-    if not 1 <= len(name) <= 100:
-        raise UserError("the name must be 1 to 100 characters")
+    name = check_name(args.name)
     passphrase = _check_new_passphrase(_passphrase(args, confirm=True))
     profile = create_profile(_home(args), args.profile, passphrase)
     try:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from p2pnet.cli import main
+from p2pnet.profile import profile_dir
 
 PASS = "correct horse battery staple"
 
@@ -131,3 +132,13 @@ def test_invite_code_as_a_qr_code(home: Path, capsys: pytest.CaptureFixture[str]
     expected = io.StringIO()
     segno.make(code, error="m").terminal(out=expected, compact=True)
     assert expected.getvalue() in printed
+
+
+def test_a_bad_display_name_creates_no_profile(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for bad in ("   ", "x" * 101):
+        assert run(home, "init", "--name", bad) == 1
+        assert "1 to 100 characters" in capsys.readouterr().err
+    assert not profile_dir(home, "default").exists()
+    assert run(home, "init", "--name", "  Ana  ") == 0
