@@ -27,8 +27,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from nacl._sodium import ffi, lib  # type: ignore[import-not-found]
 
+from benchmarks._ceiling import raw_open_per_s
 from benchmarks._history import History
 from crypto import EpochKey, random_bytes, signing_input
 from p2pnet.verify import ParallelVerifier
@@ -87,26 +87,6 @@ def _run(a: SyncEndpoint, b: SyncEndpoint) -> dict[str, float]:
     }
 
 
-def _raw_crypto_per_s(raw_inputs: list[tuple[bytes, bytes, bytes, bytes, bytes]]) -> float:
-    """The ceiling: libsodium through cffi with no Python wrapper, reused output buffers."""
-    decrypt = lib.crypto_aead_xchacha20poly1305_ietf_decrypt
-    verify = lib.crypto_sign_open
-    out = ffi.new("unsigned char[]", 1 << 17)
-    out_len = ffi.new("unsigned long long *")
-    null = ffi.NULL
-    key = EPOCH.key
-    raw_rates = []
-    for _ in range(3):
-        t0 = time.perf_counter()
-        for ciphertext, aad, nonce, signed, author in raw_inputs:
-            if decrypt(out, out_len, null, ciphertext, len(ciphertext), aad, len(aad), nonce, key):
-                raise AssertionError("raw decrypt failed")
-            if verify(null, null, signed, len(signed), author):
-                raise AssertionError("raw verify failed")
-        raw_rates.append(len(raw_inputs) / (time.perf_counter() - t0))
-    return sorted(raw_rates)[1]
-
-
 def main() -> None:
     history = History(100_000)
     ordered = sorted(history.ops, key=lambda o: (o.lamport, o.op_id))
@@ -161,7 +141,7 @@ def main() -> None:
                 op.author,
             )
         )
-    raw = _raw_crypto_per_s(raw_inputs)
+    raw = sorted(raw_open_per_s(raw_inputs, EPOCH.key) for _ in range(3))[1]
     results.update(
         {
             "catchup_per_s": round(catchup),
