@@ -22,7 +22,7 @@ import contextlib
 import hashlib
 import io
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,7 @@ from crypto import (
     random_bytes,
     safety_number,
 )
+from p2pnet.archive import StoreArchive
 from p2pnet.bundle import (
     ImportReport,
     Progress,
@@ -72,7 +73,7 @@ from protocol.bundle import seal_bundle
 from protocol.envelope import Envelope, GroupEnvelope, SealedEnvelope, decrypt_group
 from protocol.epochs import open_epoch_key, rotate_epoch
 from protocol.fold import Folder, close_refusal, no_gc_pauses, projected_tally
-from protocol.holdings import DagChains, MemoryHoldings, Verifier, verify_all
+from protocol.holdings import Archive, DagChains, MemoryHoldings, Verifier, verify_all
 from protocol.invite import (
     WELCOME_MAGIC,
     InviteCode,
@@ -304,14 +305,21 @@ class Node:
         return net
 
     def _build(self, net: _Network) -> MemoryHoldings:
-        """Rebuild a network's DAG and fold from every row of the store."""
-        net.loaded = self._holdings(net.secret, net.genesis_id, net.epochs)
+        """Rebuild a network's DAG and fold from every row of the store (which then serves
+        as its archive: only the DAG and the state stay in memory)."""
+        archive = StoreArchive(self.profile.store, net.network_id, net.secret.route_tag, net.epochs)
+        net.loaded = self._holdings(net.secret, net.genesis_id, net.epochs, archive=archive)
         net.position = 0
         self._catch_up(net)
         return net.loaded
 
     def _holdings(
-        self, secret: NetworkSecret, genesis_id: bytes, epochs: Mapping[bytes, EpochKey]
+        self,
+        secret: NetworkSecret,
+        genesis_id: bytes,
+        epochs: Mapping[bytes, EpochKey],
+        *,
+        archive: Archive | None = None,
     ) -> MemoryHoldings:
         return MemoryHoldings(
             network_id=secret.network_id,
@@ -319,6 +327,7 @@ class Node:
             route_tag=secret.route_tag,
             epochs=epochs,
             verifier=self._verifier,
+            archive=archive,
         )
 
     def _catch_up(self, net: _Network) -> None:
@@ -328,26 +337,38 @@ class Node:
             self._catch_up_rows(net)
 
     def _catch_up_rows(self, net: _Network) -> None:
-        stored = list(self.profile.store.envelopes(net.network_id, after=net.position))
-        if not stored:
-            return
         # Rows are authenticated under the profile key; those verified when they arrived
-        # (or written by this profile) are not checked again. Rows kept without a check
-        # (no key for them then) are verified now like anything received.
-        trusted = [parse_envelope(s.data) for s in stored if s.verified]
-        unchecked = [parse_envelope(s.data) for s in stored if not s.verified]
-        net.holdings.receive(trusted, from_own_store=True)
+        # (or written by this profile) are not checked again, and are read one at a time
+        # (a start-up never holds every envelope at once). Rows kept without a check (no
+        # key for them then) are verified now like anything received.
+        unchecked: list[bytes] = []
+        last = [net.position]
+
+        def trusted() -> Iterator[bytes]:
+            for row in self.profile.store.envelopes(net.network_id, after=net.position):
+                last[0] = row.position
+                if row.verified:
+                    yield row.data
+                else:
+                    unchecked.append(row.data)
+
+        holdings = net.holdings
+        before = len(holdings.envelope_ids)
+        holdings.receive(trusted(), from_own_store=True)
         if unchecked:
             try:
-                net.holdings.receive(unchecked)
+                holdings.receive(unchecked)
             except RemoteProtocolError:
                 # One bad row must not keep the others out: take them one by one; the
                 # bad ones stay out of memory (a peer's sync may bring good copies).
                 for envelope in unchecked:
                     with contextlib.suppress(RemoteProtocolError):
-                        net.holdings.receive([envelope])
-        net.position = stored[-1].position
-        self._emit(NodeEvent("ops", net.network_id, len(stored)))
+                        holdings.receive([envelope])
+        holdings.last_ops = {}
+        if last[0] == net.position:
+            return
+        net.position = last[0]
+        self._emit(NodeEvent("ops", net.network_id, len(holdings.envelope_ids) - before))
 
     # -- events --------------------------------------------------------------------------
 

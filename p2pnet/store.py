@@ -300,6 +300,25 @@ class Store:
                 found[op_id] = data[1:]
         return found
 
+    def envelope(self, network_id: bytes, envelope_id: bytes) -> bytes | None:
+        """The stored envelope with this id, or None.
+
+        Raises:
+            StoreCorrupt: the row does not decrypt.
+        """
+        key = self._key
+        eid = key.index(envelope_id)
+        row = self._db.execute(
+            "SELECT data FROM envelopes WHERE eid = ? AND net = ?", (eid, key.index(network_id))
+        ).fetchone()
+        if row is None:
+            return None
+        try:
+            data = key.open(row[0], b"env" + eid)
+        except DecryptionFailed:
+            raise StoreCorrupt("a stored envelope does not decrypt") from None
+        return data[1:]
+
     def last_position(self, network_id: bytes) -> int:
         """The newest arrival position of the network's envelopes (0: none)."""
         row = self._db.execute(

@@ -148,6 +148,10 @@ class Dag:
         """The fold-order key of an indexed op."""
         return self._lamport[self._index[op_id]], op_id
 
+    def fold_order(self) -> list[bytes]:
+        """Every indexed op id, sorted by :meth:`order_key` (the order the fold applies)."""
+        return [op_id for _, op_id in sorted(zip(self._lamport, self._ids, strict=True))]
+
     def ops_of(self, author: bytes, seq: int) -> list[bytes]:
         """Ids of ``author``'s ops with this ``seq`` (two or more: equivocation)."""
         slot = self._authors.get(author)

@@ -39,9 +39,10 @@ always equals :func:`fold` on the same set.
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from sys import intern
 from types import MappingProxyType
 from typing import Any
 
@@ -506,14 +507,18 @@ def _position(f: Folder, op: VerifiedOp, author: _MemberRec) -> None:
     decision = _open_decision(f, body["proposal"])
     if op.author not in decision.electorate:
         raise _Invalid("not in this proposal's electorate")
-    if body["round"] not in decision.rounds:
+    rounds = decision.rounds
+    if body["round"] not in rounds:
         raise _Invalid("no such round of this proposal")
     stance = body["stance"]
     if stance != WITHDRAW:
         problem = position_error(decision.rule, stance, body["reason"])
         if problem:
             raise _Invalid(problem)
-    decision.positions.append(Position(op.author, stance, op.op_id, op.seq, body["round"]))
+    # The state keeps one object for each member key, round id and stance, not one copy
+    # per position (a 100k-op network has some 70k positions).
+    round_id = rounds[rounds.index(body["round"])]
+    decision.positions.append(Position(author.key, intern(stance), op.op_id, op.seq, round_id))
 
 
 def _amendment(f: Folder, op: VerifiedOp, author: _MemberRec) -> None:
@@ -741,14 +746,24 @@ def fold(ops: Iterable[VerifiedOp], *, network_id: bytes, genesis_id: bytes) -> 
 class Replica:
     """Incremental folding for one network: :meth:`add` ops as they arrive.
 
-    Always equal to :func:`fold` over the same ops. Holds the valid ops in memory to
-    fold again after late arrivals (the node keeps them in the store instead).
+    Always equal to :func:`fold` over the same ops. An op that arrives after ops later in
+    fold order makes it fold everything again. For that it keeps every valid op in
+    memory, unless given ``reload``: a function that returns the ops with the given ids
+    (a node reads them back from its store, so that only the DAG and the folded state
+    stay in memory: the ops of a 100k-op network would take some 200 MB).
     """
 
-    def __init__(self, *, network_id: bytes, genesis_id: bytes) -> None:
+    def __init__(
+        self,
+        *,
+        network_id: bytes,
+        genesis_id: bytes,
+        reload: Callable[[Collection[bytes]], Mapping[bytes, VerifiedOp]] | None = None,
+    ) -> None:
         self.network_id = network_id
         self.dag = Dag(genesis_id)
-        self._ops: list[VerifiedOp] = []
+        self._reload = reload
+        self._ops: list[VerifiedOp] = []  # without ``reload`` only
         self._folder = Folder(self.dag, network_id)
         self._last: tuple[int, bytes] | None = None
         self._index: dict[bytes, VerifiedOp] | None = None
@@ -782,7 +797,9 @@ class Replica:
         if not ready:
             return
         ready.sort(key=_order)
-        self._ops.extend(ready)
+        if self._reload is None:
+            self._ops.extend(ready)
+        self._index = None
         refold = False
         for current in ready:
             key = _order(current)
@@ -796,21 +813,31 @@ class Replica:
                 continue
             self._last = key
         if refold:
+            everything = self._all(ready)
+            self._folder = _fold_indexed(self.dag, everything, self.network_id)
+            self._last = _order(everything[-1])
+
+    def _all(self, fresh: list[VerifiedOp]) -> list[VerifiedOp]:
+        """Every indexed op in fold order (``fresh``: ops in hand, maybe not stored yet)."""
+        if self._reload is None:
             self._ops.sort(key=_order)
-            self._folder = _fold_indexed(self.dag, self._ops, self.network_id)
-            self._last = _order(self._ops[-1])
+            return self._ops
+        order = self.dag.fold_order()
+        have = {op.op_id: op for op in fresh}
+        found = self._reload([op_id for op_id in order if op_id not in have])
+        return [have.get(op_id) or found[op_id] for op_id in order]
 
     def state(self) -> NetworkState | None:
         return self._folder.state()
 
     def ops(self) -> list[VerifiedOp]:
-        """Every op the DAG indexed, in the order they were folded in."""
-        return list(self._ops)
+        """Every op the DAG indexed, in fold order."""
+        return list(self._all([]))
 
     def index(self) -> dict[bytes, VerifiedOp]:
         """Every indexed op by id (built on demand, kept until the next op arrives)."""
-        if self._index is None or len(self._index) != len(self._ops):
-            self._index = {op.op_id: op for op in self._ops}
+        if self._index is None:
+            self._index = {op.op_id: op for op in self._all([])}
         return self._index
 
     @property

@@ -13,9 +13,10 @@ every node must hold the same set to reach the same state.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from typing import Protocol
 
-from crypto import CryptoError, EpochKey, hash256
+from crypto import CryptoError, EpochKey
 from protocol._errors import MissingEpochKey, RemoteProtocolError
 from protocol.dag import Dag
 from protocol.envelope import Envelope, GroupEnvelope, decrypt_group, parse_envelope
@@ -23,18 +24,12 @@ from protocol.fold import Replica, no_gc_pauses
 from protocol.signed import VerifiedOp, reload_verified_op, verify_signed_op
 from protocol.syncpeer import ReceiveReport
 
-__all__ = ["DagChains", "MemoryHoldings"]
+__all__ = ["Archive", "DagChains", "MemoryHoldings"]
 
 MAX_UNATTRIBUTED = 100_000
 MAX_UNATTRIBUTED_BYTES = 256 << 20
 
 Verifier = Callable[[Sequence[bytes]], list[VerifiedOp]]
-
-
-def _reload_all(signed: Sequence[bytes]) -> list[VerifiedOp]:
-    # Rows of the node's own store were verified when they arrived (see
-    # protocol.signed.reload_verified_op): start-up does not check signatures again.
-    return [reload_verified_op(s) for s in signed]
 
 
 def verify_all(signed: Sequence[bytes]) -> list[VerifiedOp]:
@@ -44,6 +39,23 @@ def verify_all(signed: Sequence[bytes]) -> list[VerifiedOp]:
         RemoteProtocolError, BadSignature: at the first bad one.
     """
     return [verify_signed_op(s) for s in signed]
+
+
+class Archive(Protocol):
+    """Where :class:`MemoryHoldings` reads back what it does not keep in memory: a node
+    keeps envelopes and op bodies in its store, and only the DAG and the state in RAM."""
+
+    def envelope(self, envelope_id: bytes) -> bytes:
+        """The kept envelope with this id.
+
+        Raises:
+            KeyError: it is not kept.
+        """
+        ...
+
+    def ops(self, op_ids: Collection[bytes]) -> Mapping[bytes, VerifiedOp]:
+        """The kept ops with these ids (every one of them)."""
+        ...
 
 
 class DagChains:
@@ -76,16 +88,25 @@ class MemoryHoldings:
         route_tag: bytes,
         epochs: Mapping[bytes, EpochKey],
         verifier: Verifier = verify_all,
+        archive: Archive | None = None,
     ) -> None:
         """``verifier`` checks a batch of signed ops; a node passes one that spreads the
-        signature checks over its cores (p2pnet.verify)."""
+        signature checks over its cores (p2pnet.verify). With an ``archive``, envelopes
+        and ops are not kept in memory once folded; it must hold every envelope this
+        object accepted (the node stores each batch as soon as :meth:`receive` returns)."""
         self._verify = verifier
         self.network_id = network_id
         self.route_tag = route_tag
         self.epochs = dict(epochs)
-        self.replica = Replica(network_id=network_id, genesis_id=genesis_id)
+        self._archive = archive
+        self.replica = Replica(
+            network_id=network_id,
+            genesis_id=genesis_id,
+            reload=archive.ops if archive is not None else None,
+        )
         self._chains = DagChains(self.replica.dag)
-        self.by_op: dict[bytes, bytes] = {}  # op id -> envelope
+        self._eid_of: dict[bytes, bytes] = {}  # op id -> envelope id
+        self._data: dict[bytes, bytes] | None = None if archive else {}  # envelope id -> bytes
         self.envelope_ids: set[bytes] = set()
         self._unattributed: dict[bytes, bytes] = {}
         self.last_ops: dict[bytes, bytes] = {}  # envelope id -> op id, of the last receive
@@ -97,7 +118,19 @@ class MemoryHoldings:
         return self._chains
 
     def envelope_of(self, op_id: bytes) -> bytes:
-        return self.by_op[op_id]
+        envelope_id = self._eid_of[op_id]
+        if self._data is not None:
+            return self._data[envelope_id]
+        assert self._archive is not None
+        return self._archive.envelope(envelope_id)
+
+    @property
+    def by_op(self) -> dict[bytes, bytes]:
+        """Every kept op's envelope, by op id (built on each call: for tests and tools)."""
+        return {op_id: self.envelope_of(op_id) for op_id in self._eid_of}
+
+    def holds_op(self, op_id: bytes) -> bool:
+        return op_id in self._eid_of
 
     def order_key(self, op_id: bytes) -> tuple[int, bytes]:
         return self.replica.dag.order_key(op_id)
@@ -106,7 +139,7 @@ class MemoryHoldings:
         return self._unattributed
 
     def receive(
-        self, envelopes: Sequence[bytes | Envelope], *, from_own_store: bool = False
+        self, envelopes: Iterable[bytes | Envelope], *, from_own_store: bool = False
     ) -> ReceiveReport:
         """Validate a batch (raw or already parsed envelopes), then keep it.
 
@@ -118,9 +151,15 @@ class MemoryHoldings:
             return self._receive(envelopes, from_own_store)
 
     def _receive(
-        self, envelopes: Sequence[bytes | Envelope], from_own_store: bool = False
+        self, envelopes: Iterable[bytes | Envelope], from_own_store: bool = False
     ) -> ReceiveReport:
         parsed: list[tuple[bytes, bytes, bytes | None]] = []  # (envelope id, data, signed)
+        opened: list[tuple[bytes, bytes, VerifiedOp | None]] = []
+        # Rows of our own store were verified when they arrived: they are reloaded as they
+        # are read, without a signature check (protocol.signed.reload_verified_op), and
+        # with an archive their bytes are not kept: a start-up holds one envelope at a
+        # time, not 100k.
+        keep_data = self._data is not None
         duplicates = 0
         for item in envelopes:
             env = parse_envelope(item) if isinstance(item, bytes) else item
@@ -137,19 +176,25 @@ class MemoryHoldings:
                     signed = None
                 except CryptoError:
                     raise RemoteProtocolError("an envelope fails decryption") from None
-            parsed.append((env.envelope_id, env.raw, signed))
-        verify = _reload_all if from_own_store else self._verify
+            if not from_own_store:
+                parsed.append((env.envelope_id, env.raw, signed))
+                continue
+            op = reload_verified_op(signed) if signed is not None else None
+            if op is not None and op.net != self.network_id:
+                raise RemoteProtocolError("op belongs to another network")
+            opened.append((env.envelope_id, env.raw if keep_data or op is None else b"", op))
+        if from_own_store:
+            return self._keep(opened, duplicates, bounded=False)
         try:
-            verified = iter(verify([s for _, _, s in parsed if s is not None]))
+            verified = iter(self._verify([s for _, _, s in parsed if s is not None]))
         except CryptoError:
             raise RemoteProtocolError("an op's signature does not verify") from None
-        opened: list[tuple[bytes, bytes, VerifiedOp | None]] = []
         for envelope_id, data, signed in parsed:
             op = next(verified) if signed is not None else None
             if op is not None and op.net != self.network_id:
                 raise RemoteProtocolError("op belongs to another network")
             opened.append((envelope_id, data, op))
-        return self._keep(opened, duplicates, bounded=not from_own_store)
+        return self._keep(opened, duplicates, bounded=True)
 
     def _keep(
         self,
@@ -169,7 +214,7 @@ class MemoryHoldings:
         ready: list[VerifiedOp] = []
         envelope_of_op: dict[bytes, bytes] = {}
         for envelope_id, data, op in opened:
-            if envelope_id in self.envelope_ids or (op is not None and op.op_id in self.by_op):
+            if envelope_id in self.envelope_ids or (op is not None and op.op_id in self._eid_of):
                 # A replay, or the same op sealed again under another nonce: not kept.
                 duplicates += 1
                 continue
@@ -178,7 +223,9 @@ class MemoryHoldings:
                 self._unattributed[envelope_id] = data
                 self._unattributed_bytes += len(data)
                 continue
-            self.by_op[op.op_id] = data
+            self._eid_of[op.op_id] = envelope_id
+            if self._data is not None:
+                self._data[envelope_id] = data
             envelope_of_op[op.op_id] = envelope_id
             ready.append(op)
         self.last_ops = {eid: op_id for op_id, eid in envelope_of_op.items()}
@@ -192,17 +239,22 @@ class MemoryHoldings:
             dag.drop_waiting(op.op_id for op in ready)
             for op in ready:
                 if op.op_id not in dag:
-                    self.by_op.pop(op.op_id, None)
-                    self.envelope_ids.discard(envelope_of_op[op.op_id])
+                    self._forget(op.op_id)
             raise RemoteProtocolError("too many ops wait for parents never sent") from None
         for bad in dag.rejected[before:]:
             # Ops the DAG refuses (a broken chain or lamport), from this batch or ones that
             # waited for a parent in it, are not kept.
             rejected += 1
-            if bad.op_id in self.by_op:
-                self.envelope_ids.discard(hash256(self.by_op.pop(bad.op_id)))
+            self._forget(bad.op_id)
         new = len(ready) - sum(1 for bad in dag.rejected[before:] if bad.op_id in envelope_of_op)
         return ReceiveReport(new, duplicates, unattributed, rejected)
+
+    def _forget(self, op_id: bytes) -> None:
+        envelope_id = self._eid_of.pop(op_id, None)
+        if envelope_id is not None:
+            self.envelope_ids.discard(envelope_id)
+            if self._data is not None:
+                self._data.pop(envelope_id, None)
 
     # -- local writes --------------------------------------------------------------------
 
@@ -210,7 +262,9 @@ class MemoryHoldings:
         """Keep an op we wrote (already sealed)."""
         env = parse_envelope(envelope)
         self.envelope_ids.add(env.envelope_id)
-        self.by_op[op.op_id] = envelope
+        self._eid_of[op.op_id] = env.envelope_id
+        if self._data is not None:
+            self._data[env.envelope_id] = envelope
         self.replica.add(op)
 
     def add_key(self, epoch: EpochKey) -> list[bytes]:

@@ -1,0 +1,118 @@
+"""The store as archive: after a start-up, memory holds the DAG and the state, not the
+envelopes or the ops; sync, bundles and a fold that starts again read them back."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from crypto import KdfParams
+from p2pnet.archive import StoreArchive
+from p2pnet.errors import StoreCorrupt
+from p2pnet.node import Node
+from protocol import fold
+
+PASS = "correct horse battery staple"
+FAST = KdfParams.insecure_for_tests()
+
+
+def _carry(sender: Node, receiver: Node, net: str, tmp: Path, name: str) -> int:
+    summary, bundle = tmp / f"{name}.summary", tmp / f"{name}.bundle"
+    receiver.bundle_summary(net, summary)
+    sender.bundle_export(net, bundle, for_summary=summary)
+    report = receiver.bundle_import(bundle)
+    assert report.invalid == 0, report.problems
+    return report.imported
+
+
+def _join(inviter: Node, joiner: Node, net: str, tmp: Path) -> None:
+    request, welcome = tmp / f"{joiner.name}.request", tmp / f"{joiner.name}.welcome"
+    joiner.join_request(inviter.create_invite(net), request)
+    assert inviter.accept_invite(net, request, out=welcome).welcome_written
+    joiner.bundle_import(welcome)
+
+
+def _reopen_without_cache(node: Node, home: Path) -> Node:
+    net_id = node.network_id("Net")
+    node.close()
+    with Node.open(home, "default", PASS) as plain:
+        plain.profile.store.put(net_id, "state-cache", b"")  # unusable: forces a rebuild
+    return Node.open(home, "default", PASS)
+
+
+def test_a_rebuilt_network_keeps_no_envelope_or_op_in_memory(tmp_path: Path) -> None:
+    ana = Node.create(tmp_path / "ana", "default", PASS, name="Ana", kdf=FAST)
+    ana.create_network("Net", "coordination")
+    for i in range(5):
+        ana.propose("Net", title=f"Topic {i}")
+    ana = _reopen_without_cache(ana, tmp_path / "ana")
+    try:
+        net = ana._networks[ana.network_id("Net")]  # type: ignore[attr-defined]
+        assert net.loaded is not None  # the empty cache was refused: rebuilt
+        holdings = net.holdings
+        assert holdings._data is None
+        assert holdings.replica._ops == []
+        # ... yet every envelope and op is still served, from the store.
+        ops = holdings.replica.ops()
+        assert len(ops) == 6
+        assert fold(ops, network_id=net.network_id, genesis_id=net.genesis_id) == ana.state("Net")
+        assert set(holdings.by_op) == {op.op_id for op in ops}
+        texts = ana.texts("Net", [op.op_id for op in ops])
+        assert sorted(t["title"] for t in texts.values() if "title" in t) == [
+            f"Topic {i}" for i in range(5)
+        ]
+    finally:
+        ana.close()
+
+
+def test_a_late_op_after_a_restart_folds_again_from_the_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ana = Node.create(tmp_path / "ana", "default", PASS, name="Ana", kdf=FAST)
+    ben = Node.create(tmp_path / "ben", "default", PASS, name="Ben", kdf=FAST)
+    cyd = Node.create(tmp_path / "cyd", "default", PASS, name="Cyd", kdf=FAST)
+    try:
+        ana.create_network("Net", "coordination")
+        _join(ana, ben, "Net", tmp_path)
+        ana.propose("Net", title="Meet")
+        _carry(ana, ben, "Net", tmp_path, "a-b")
+        # Apart: Ben comments once (a low lamport); Ana writes on and on (high ones).
+        ben.comment("Net", "Meet", "from Ben, written offline")
+        for i in range(8):
+            ana.comment("Net", "Meet", f"Ana {i}")
+        calls: list[int] = []
+        original = StoreArchive.ops
+
+        def counting(self: StoreArchive, op_ids: object) -> object:
+            calls.append(len(op_ids))  # type: ignore[arg-type]
+            return original(self, op_ids)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(StoreArchive, "ops", counting)
+        ana = _reopen_without_cache(ana, tmp_path / "ana")
+        assert not calls  # the start-up folds from the rows it reads, in one pass
+        assert _carry(ben, ana, "Net", tmp_path, "b-a") == 1
+        assert calls, "the late op did not make the node fold again from its store"
+        state = ana.state("Net")
+        net = ana._networks[ana.network_id("Net")]  # type: ignore[attr-defined]
+        ops = net.holdings.replica.ops()
+        assert fold(ops, network_id=net.network_id, genesis_id=net.genesis_id) == state
+        assert len(state.comments[ana.decision_id("Net", "Meet")]) == 9
+        # A newcomer welcomed after the restart receives everything, read from the store.
+        _join(ana, cyd, "Net", tmp_path)
+        assert cyd.state("Net").comments == state.comments
+    finally:
+        for node in (ana, ben, cyd):
+            node.close()
+
+
+def test_an_archive_that_lacks_an_op_is_a_damaged_store(tmp_path: Path) -> None:
+    with Node.create(tmp_path, "default", PASS, name="Ana", kdf=FAST) as ana:
+        ana.create_network("Net", "coordination")
+        net = ana._networks[ana.network_id("Net")]  # type: ignore[attr-defined]
+        archive = StoreArchive(ana.profile.store, net.network_id, net.secret.route_tag, net.epochs)
+        assert set(archive.ops([net.genesis_id])) == {net.genesis_id}
+        with pytest.raises(StoreCorrupt):
+            archive.ops([net.genesis_id, b"\x07" * 32])
+        with pytest.raises(KeyError):
+            archive.envelope(b"\x07" * 32)
