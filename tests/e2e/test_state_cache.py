@@ -118,3 +118,15 @@ def test_decision_show_needs_no_fold_when_the_cache_is_fresh(tmp_path: Path) -> 
         assert net.loaded is None
         node.position("Net", decision.hex(), "abstain")  # a write builds the DAG
         assert net.loaded is not None
+
+
+def test_a_truncated_or_extended_cache_is_refused(tmp_path: Path) -> None:
+    _busy_profile(tmp_path)
+    with Node.open(tmp_path, "default", PASS) as node:
+        node.propose("Net", title="Another")
+        data = encode_state(3, node.state("Net"))
+    assert decode_state(data) is not None
+    assert decode_state(data + b"\x00") is None  # trailing bytes
+    for cut in range(0, len(data), max(1, len(data) // 50)):
+        assert decode_state(data[:cut]) is None
+    assert decode_state(b"\x90") is None  # an empty array
