@@ -112,6 +112,7 @@ _INVITES_KEY = "invites"
 _PENDING_KEY = "pending-joins"
 _DAY_MS = 86_400_000
 _CACHE_KEY = "state-cache"
+_PEER_KEY = "peer-key"
 _EXIT_TYPES = frozenset({"leave", "close", "emergency_remove"})
 _MAX_WELCOME = 1 << 30
 
@@ -1127,6 +1128,94 @@ class Node:
             self._persist_opened(net)
         self._rotate_if_due(net)
         return report
+
+    # -- networking (p2pnet.net) ---------------------------------------------------------
+
+    def network_ids(self) -> list[bytes]:
+        """The ids of the networks this profile can use now."""
+        return list(self._networks)
+
+    def network_secret(self, network_id: bytes) -> NetworkSecret:
+        """The network's secret (for the network layer's PSK and LAN token only)."""
+        return self._networks[network_id].secret
+
+    def peer_seed(self, network_id: bytes) -> bytes:
+        """The 32-byte seed of this profile's libp2p key for the network: made once,
+        kept sealed in the store (never in libp2p's peerstore), one per network so that
+        peer ids never link a person's networks."""
+        with self.profile.store.transaction() as tx:
+            seed = tx.get(network_id, _PEER_KEY)
+            if seed is None:
+                seed = random_bytes(32)
+                tx.put(network_id, _PEER_KEY, seed)
+        return seed
+
+    def sign_peer(self, network_id: bytes, peer_id: bytes) -> bytes:
+        """This member's signature binding libp2p ``peer_id`` to it in the network (the
+        membership proof's signature; see p2pnet.net.membership)."""
+        return self.identity.sign(b"peer", network_id + peer_id)
+
+    def is_active(self, network_id: bytes, member: bytes) -> bool:
+        """Whether ``member`` is an active member of the network in this node's view."""
+        net = self._networks.get(network_id)
+        if net is None:
+            return False
+        found = net.state().members.get(member)
+        return found is not None and found.active
+
+    def published_peers(self, network_id: bytes) -> dict[bytes, tuple[str, tuple[str, ...]]]:
+        """Active members other than us that published a peer id: key -> (peer id,
+        addresses)."""
+        me = self.identity.public.key
+        return {
+            key: (m.peer_id, m.addresses)
+            for key, m in self._networks[network_id].state().members.items()
+            if m.active and m.peer_id and key != me
+        }
+
+    def publish_addresses(self, network_id: bytes, peer_id: str, addresses: list[str]) -> bool:
+        """Publish our peer id and addresses to the network (inside the encrypted state),
+        unless it already holds them. Returns whether an op was written.
+
+        Raises:
+            NotAllowed: we are not an active member.
+        """
+        net = self._networks[network_id]
+        me = net.state().members.get(self.identity.public.key)
+        addresses = addresses[:8]
+        if me is not None and me.peer_id == peer_id and list(me.addresses) == addresses:
+            return False
+        self._write(
+            net.network_id.hex(), "member_update", {"peer_id": peer_id, "addresses": addresses}
+        )
+        return True
+
+    def sync_holdings(self, network_id: bytes) -> _StoreHoldings:
+        """What a sync session with a peer reads and fills (every batch is stored)."""
+        net = self._networks[network_id]
+        return _StoreHoldings(self, net)
+
+    def after_sync(self, network_id: bytes) -> None:
+        """Take in what sessions received: keys addressed to us, a rotation that is due."""
+        net = self._networks[network_id]
+        if self._absorb_keys(net):
+            self._persist_opened(net)
+        self._rotate_if_due(net)
+
+    def refresh(self, network_id: bytes) -> None:
+        """Fold in what another process (a CLI command) stored meanwhile."""
+        net = self._networks[network_id]
+        if self.profile.store.last_position(network_id) != net.position:
+            self._catch_up(net)  # (a network served from the cache is loaded here)
+
+    def envelopes_after(self, network_id: bytes, position: int) -> tuple[int, list[bytes]]:
+        """The stored envelopes that arrived after local ``position``, and the newest
+        position (for pushing what is new to live sessions)."""
+        rows = list(self.profile.store.envelopes(network_id, after=position))
+        return (rows[-1].position if rows else position), [r.data for r in rows]
+
+    def last_position(self, network_id: bytes) -> int:
+        return self.profile.store.last_position(network_id)
 
     def _persist_opened(self, net: _Network) -> None:
         # Rows a new key opened stay flagged unverified in the store (so every start-up

@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from crypto import hash256
 from protocol._errors import RemoteProtocolError
 from protocol.envelope import Envelope
 from protocol.reconcile import (
@@ -139,7 +140,7 @@ class SyncEndpoint:
     def push(self, envelopes: Sequence[bytes]) -> bytes:
         """Queue new local or newly received envelopes for the peer (live mode)."""
         for data in envelopes:
-            self._enqueue_envelope(data)
+            self._enqueue_envelope(data, hash256(data))
         return self._pump()
 
     @property

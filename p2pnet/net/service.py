@@ -1,0 +1,466 @@
+"""The node on the network: one libp2p host per joined network, syncing with members.
+
+Theory of operation
+-------------------
+A :class:`NetworkRuntime` runs one network on trio: a libp2p host (TCP + Noise + yamux,
+one connection per peer, short upgrade timeouts) with its own peer key from the store,
+listening on the given addresses. It
+
+- **dials** the members it knows (the peer ids and addresses they published inside the
+  encrypted state, plus ``--peer`` addresses and LAN finds), with exponential backoff
+  and jitter per peer, and re-syncs whenever a connection comes back;
+- runs a :class:`~p2pnet.net.session.Session` per peer over ``/p2pnet/sync/1.0.0``,
+  after both sides proved membership (p2pnet.net.membership); a connection that opens
+  no proven session within :data:`GATE_S` is closed;
+- **pushes** what is new in the store (local writes, another process's writes, what one
+  peer sent) to every other live session, within about :data:`POLL_S`;
+- **enforces removal**: whenever the state changes, sessions of members who are no longer
+  active are closed, their peers disconnected and refused from then on;
+- publishes its own peer id and addresses in the state when they changed.
+
+Everything runs in one trio thread, which also owns the :class:`~p2pnet.node.Node`; the
+node's calls are short and synchronous (a batch is folded and committed in one call).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import multiaddr
+import trio
+from libp2p import new_host
+from libp2p.abc import IHost, INetConn, INetStream, INetwork, INotifee
+from libp2p.crypto.ed25519 import create_new_key_pair
+from libp2p.crypto.x25519 import create_new_key_pair as new_x25519_pair
+from libp2p.custom_types import TProtocol
+from libp2p.network.config import ConnectionConfig
+from libp2p.peer.id import ID
+from libp2p.peer.peerinfo import PeerInfo, info_from_p2p_addr
+from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
+from libp2p.security.noise.transport import Transport as NoiseTransport
+from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
+from libp2p.stream_muxer.yamux.yamux import Yamux
+
+from p2pnet.net.membership import ProofRefused, check_proof, make_proof
+from p2pnet.net.session import PROTOCOL, Session, StreamEnded, exchange_proofs
+from p2pnet.node import Node, NodeEvent
+from p2pnet.peers import PeerScores
+from protocol import RemoteProtocolError
+
+__all__ = ["GATE_S", "POLL_S", "NetworkRuntime", "PeerStatus", "network_host"]
+
+log = logging.getLogger("p2pnet.net")
+
+GATE_S = 5.0
+POLL_S = 0.25
+UPGRADE_S = 3.0
+DIAL_S = 5.0
+BACKOFF_MIN_S = 0.5
+BACKOFF_MAX_S = 60.0
+
+
+def network_host(seed: bytes, *, psk: str | None = None) -> IHost:
+    """A libp2p host for one network: Noise only (no plaintext, no secio), yamux only,
+    one connection per peer, upgrades bounded to :data:`UPGRADE_S`."""
+    key_pair = create_new_key_pair(seed)
+    noise = NoiseTransport(key_pair, noise_privkey=new_x25519_pair().private_key)
+    return new_host(
+        key_pair=key_pair,
+        sec_opt={TProtocol(NOISE_PROTOCOL_ID): noise},
+        muxer_opt={TProtocol(YAMUX_PROTOCOL_ID): Yamux},
+        connection_config=ConnectionConfig(
+            max_connections_per_peer=1,
+            inbound_upgrade_timeout=UPGRADE_S,
+            outbound_upgrade_timeout=UPGRADE_S,
+            dial_timeout=DIAL_S,
+        ),
+        psk=psk,
+    )
+
+
+@dataclass(slots=True)
+class PeerStatus:
+    """What ``p2pnet peers`` shows of one peer."""
+
+    peer_id: str
+    member: bytes | None = None
+    address: str = ""
+    connected: bool = False
+    last_sync_ms: int | None = None
+    received: int = 0
+    sent: int = 0
+    last_error: str = ""
+
+
+@dataclass(slots=True)
+class _Backoff:
+    delay: float = 0.0
+    next_at: float = 0.0
+
+
+@dataclass(slots=True)
+class _Target:
+    peer: ID
+    addrs: list[multiaddr.Multiaddr] = field(default_factory=list)
+
+
+class _Gate(INotifee):
+    """Connection notifications: start the membership deadline of every new peer."""
+
+    def __init__(self, runtime: NetworkRuntime) -> None:
+        self._runtime = runtime
+
+    async def connected(self, network: INetwork, conn: INetConn) -> None:
+        self._runtime._connected(conn.muxed_conn.peer_id)
+
+    async def disconnected(self, network: INetwork, conn: INetConn) -> None:
+        self._runtime._disconnected(conn.muxed_conn.peer_id)
+
+    async def opened_stream(self, network: INetwork, stream: INetStream) -> None:
+        return None
+
+    async def closed_stream(self, network: INetwork, stream: INetStream) -> None:
+        return None
+
+    async def listen(self, network: INetwork, multiaddr: multiaddr.Multiaddr) -> None:
+        return None
+
+    async def listen_close(self, network: INetwork, multiaddr: multiaddr.Multiaddr) -> None:
+        return None
+
+
+class NetworkRuntime:
+    """One network on the network. Start it with ``nursery.start(runtime.run)``."""
+
+    def __init__(
+        self,
+        node: Node,
+        network_id: bytes,
+        *,
+        listen: Sequence[str] = ("/ip4/0.0.0.0/tcp/0",),
+        announce: Sequence[str] | None = None,
+        peers: Sequence[str] = (),
+        dial_members: bool = True,
+        psk: str | None = None,
+        now_ms: Callable[[], int] | None = None,
+    ) -> None:
+        """``peers``: multiaddrs with ``/p2p/<peer id>`` to dial besides the members'
+        published addresses (``dial_members``)."""
+        self.node = node
+        self.network_id = network_id
+        self.host = network_host(node.peer_seed(network_id), psk=psk)
+        self.peer_id = self.host.get_id()
+        self._listen = [multiaddr.Multiaddr(a) for a in listen]
+        self._announce = list(announce) if announce is not None else None
+        self._extra = [info_from_p2p_addr(multiaddr.Multiaddr(a)) for a in peers]
+        self._dial_members = dial_members
+        self._now_ms = now_ms or (lambda: int(trio.current_time() * 1000))
+        self.sessions: dict[ID, Session] = {}
+        self.status: dict[ID, PeerStatus] = {}
+        self.scores = PeerScores()
+        self.refused: set[bytes] = set()  # member keys no longer active: never again
+        self._backoff: dict[ID, _Backoff] = {}
+        self._dialing: set[ID] = set()
+        self._nudge = trio.Event()
+        self._dirty = False  # a session received something since the last push round
+        self._position = node.last_position(network_id)
+        self._nursery: trio.Nursery | None = None
+        self._synced = 0  # sessions that finished their initial exchange
+        self.synced = trio.Event()  # set when the first session caught up
+        self.lan_found: dict[ID, list[multiaddr.Multiaddr]] = {}
+        self._scope = trio.CancelScope()
+        self._stopped = trio.Event()
+        self.host.set_stream_handler(TProtocol(PROTOCOL), self._inbound)
+        self.host.get_network().register_notifee(_Gate(self))
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """Listen, dial, sync and push until cancelled; closes the host on the way out."""
+        unsubscribe = self.node.subscribe(self._on_event)
+        try:
+            with self._scope:
+                async with self.host.run(listen_addrs=self._listen):
+                    try:
+                        async with trio.open_nursery() as nursery:
+                            self._nursery = nursery
+                            self._publish()
+                            nursery.start_soon(self._dial_loop)
+                            nursery.start_soon(self._push_loop)
+                            task_status.started()
+                            await trio.sleep_forever()
+                    finally:
+                        # Closing the host closes every connection and socket
+                        # (cancelling its context alone leaves them open).
+                        with trio.CancelScope(shield=True), trio.move_on_after(3):
+                            await self.host.close()
+        finally:
+            unsubscribe()
+            self._nursery = None
+            self._stopped.set()
+
+    async def stop(self) -> None:
+        """Stop :meth:`run` and wait until the host is closed."""
+        # Close the host while its tasks still run: cancelled first, py-libp2p 0.8.1 can
+        # leave a connection's socket open.
+        with trio.CancelScope(shield=True), trio.move_on_after(3):
+            await self.host.close()
+        self._scope.cancel()
+        await self._stopped.wait()
+
+    @property
+    def addresses(self) -> list[str]:
+        """Our dialable addresses, each with ``/p2p/<peer id>``."""
+        if self._announce is not None:
+            return [f"{a}/p2p/{self.peer_id}" if "/p2p/" not in a else a for a in self._announce]
+        return [str(a) for a in self.host.get_addrs()]
+
+    def _publish(self) -> None:
+        bare = [a.split("/p2p/")[0] for a in self.addresses]
+        try:
+            if self.node.publish_addresses(self.network_id, str(self.peer_id), bare):
+                log.info("published our addresses to the network")
+        except Exception as exc:  # a member who cannot write still syncs
+            log.warning("could not publish our addresses: %s", exc)
+
+    def nudge(self) -> None:
+        """Look at the store for something new to push, now."""
+        self._nudge.set()
+
+    def add_peer(self, address: str) -> None:
+        """Dial this multiaddr (with ``/p2p/<peer id>``) from now on."""
+        self._extra.append(info_from_p2p_addr(multiaddr.Multiaddr(address)))
+        self.nudge()
+
+    # -- events from the node ------------------------------------------------------------
+
+    def _on_event(self, event: NodeEvent) -> None:
+        if event.network_id in (None, self.network_id):
+            self._nudge.set()
+
+    # -- dialing -------------------------------------------------------------------------
+
+    def _targets(self) -> list[_Target]:
+        targets: dict[ID, _Target] = {}
+        for info in self._extra:
+            targets.setdefault(info.peer_id, _Target(info.peer_id)).addrs.extend(info.addrs)
+        if self._dial_members:
+            for peer_text, published in self.node.published_peers(self.network_id).values():
+                try:
+                    peer = ID.from_base58(peer_text)
+                    parsed = [multiaddr.Multiaddr(a) for a in published]
+                except Exception:  # a member's junk address is skipped
+                    log.debug("skipping a member's unusable address")
+                    continue
+                targets.setdefault(peer, _Target(peer)).addrs.extend(parsed)
+        for peer, found in self.lan_found.items():
+            targets.setdefault(peer, _Target(peer)).addrs.extend(found)
+        targets.pop(self.peer_id, None)
+        return [t for t in targets.values() if t.addrs]
+
+    async def _dial_loop(self) -> None:
+        while True:
+            now = trio.current_time()
+            for target in self._targets():
+                peer = target.peer
+                if peer in self.sessions or peer in self._dialing:
+                    continue
+                backoff = self._backoff.get(peer)
+                if backoff is not None and backoff.next_at > now:
+                    continue
+                if self.scores.banned(peer.to_bytes(), now):
+                    continue
+                self._dialing.add(peer)
+                assert self._nursery is not None
+                self._nursery.start_soon(self._dial, target)
+            await trio.sleep(0.5)
+
+    async def _dial(self, target: _Target) -> None:
+        peer = target.peer
+        try:
+            with trio.fail_after(DIAL_S):
+                await self.host.connect(PeerInfo(peer, target.addrs))
+                stream = await self.host.new_stream(peer, [TProtocol(PROTOCOL)])
+        except Exception as exc:  # every dial failure means "try later"
+            self._failed(peer, f"cannot reach: {type(exc).__name__}")
+            return
+        finally:
+            self._dialing.discard(peer)
+        await self._serve(stream, initiator=True)
+
+    def _failed(self, peer: ID, reason: str) -> None:
+        backoff = self._backoff.setdefault(peer, _Backoff())
+        backoff.delay = min(max(backoff.delay * 2, BACKOFF_MIN_S), BACKOFF_MAX_S)
+        backoff.next_at = trio.current_time() + backoff.delay * random.uniform(0.5, 1.5)  # noqa: S311 - jitter, not secrecy
+        self._status(peer).last_error = reason
+        log.info("peer %s: %s (next try in %.1f s)", peer, reason, backoff.delay)
+
+    # -- sessions ------------------------------------------------------------------------
+
+    async def _inbound(self, stream: INetStream) -> None:
+        await self._serve(stream, initiator=False)
+
+    async def _serve(self, stream: INetStream, *, initiator: bool) -> None:
+        peer = stream.muxed_conn.peer_id
+        now = trio.current_time()
+        if self.scores.banned(peer.to_bytes(), now):
+            await _reset(stream)
+            return
+        proof = make_proof(
+            self.node.identity.public.key,
+            self.node.sign_peer(self.network_id, self.peer_id.to_bytes()),
+        )
+        try:
+            member = await exchange_proofs(
+                stream,
+                proof,
+                lambda data: check_proof(
+                    data,
+                    network_id=self.network_id,
+                    peer_id=peer.to_bytes(),
+                    is_active=self._may_sync,
+                ),
+            )
+        except (ProofRefused, trio.TooSlowError, StreamEnded) as exc:
+            reason = str(exc) or "no membership proof in time"
+            log.info("peer %s refused: %s", peer, reason)
+            self.scores.misbehaved(peer.to_bytes(), now)
+            self._status(peer).last_error = reason
+            await _reset(stream)
+            await self._disconnect(peer)
+            return
+        opener = self.peer_id if initiator else peer
+        session = Session(
+            stream,
+            self.node.sync_holdings(self.network_id),
+            route_tag=self.node.network_secret(self.network_id).route_tag,
+            member=member,
+            initiator=opener.to_bytes(),
+            on_received=self._received,
+        )
+        existing = self.sessions.get(peer)
+        if existing is not None:
+            # Both sides dialled at once: keep the session opened by the smaller peer id
+            # (both nodes apply the same rule, so they keep the same one).
+            if existing.initiator <= session.initiator:
+                await session.close()
+                return
+            await existing.close()
+        self.sessions[peer] = session
+        status = self._status(peer)
+        status.member, status.connected, status.last_error = member, True, ""
+        status.address = _remote_address(stream)
+        self._backoff.pop(peer, None)
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._watch_caught_up, session, peer)
+                await session.run()
+                nursery.cancel_scope.cancel()
+            self.scores.completed(peer.to_bytes(), trio.current_time())
+        except RemoteProtocolError as exc:
+            log.warning("peer %s broke the sync protocol: %s", peer, exc)
+            self.scores.misbehaved(peer.to_bytes(), trio.current_time())
+            status.last_error = f"protocol error: {exc}"
+            await session.close()
+            await self._disconnect(peer)
+        except StreamEnded as exc:
+            status.last_error = f"connection ended: {exc}"
+        finally:
+            if self.sessions.get(peer) is session:
+                del self.sessions[peer]
+                status.connected = False
+                self._failed(peer, status.last_error or "session ended")
+
+    async def _watch_caught_up(self, session: Session, peer: ID) -> None:
+        await session.caught_up.wait()
+        self._status(peer).last_sync_ms = self._now_ms()
+        self._synced += 1
+        self.synced.set()
+
+    def _may_sync(self, member: bytes) -> bool:
+        return member not in self.refused and self.node.is_active(self.network_id, member)
+
+    def _received(self, session: Session) -> None:
+        self._dirty = True
+        self._nudge.set()
+
+    # -- pushing and enforcing -----------------------------------------------------------
+
+    async def _push_loop(self) -> None:
+        while True:
+            with trio.move_on_after(POLL_S):
+                await self._nudge.wait()
+            self._nudge = trio.Event()
+            try:
+                await self._push_once()
+            except Exception:  # one bad round must not stop the node
+                log.exception("push round failed")
+
+    async def _push_once(self) -> None:
+        node = self.node
+        if self._dirty:
+            self._dirty = False
+            node.after_sync(self.network_id)
+        node.refresh(self.network_id)
+        if node.last_position(self.network_id) != self._position:
+            self._position, envelopes = node.envelopes_after(self.network_id, self._position)
+            for peer, session in list(self.sessions.items()):
+                try:
+                    await session.push(envelopes)
+                except StreamEnded:
+                    continue
+                self._status(peer).sent = session.sent_envelopes
+        for peer, session in list(self.sessions.items()):
+            self._status(peer).received = session.received_new
+            if not node.is_active(self.network_id, session.member):
+                self.refused.add(session.member)
+                log.info("peer %s is no longer a member: disconnected", peer)
+                await session.close()
+                await self._disconnect(peer)
+
+    # -- connections ---------------------------------------------------------------------
+
+    def _connected(self, peer: ID) -> None:
+        if self._nursery is not None:
+            self._nursery.start_soon(self._gate, peer)
+
+    def _disconnected(self, peer: ID) -> None:
+        status = self.status.get(peer)
+        if status is not None:
+            status.connected = False
+
+    async def _gate(self, peer: ID) -> None:
+        await trio.sleep(GATE_S)
+        if peer not in self.sessions and self.host.get_network().get_connections(peer):
+            log.info("peer %s opened no member session in time: disconnected", peer)
+            await self._disconnect(peer)
+
+    async def _disconnect(self, peer: ID) -> None:
+        try:
+            with trio.move_on_after(2):
+                await self.host.disconnect(peer)
+        except Exception:  # already gone
+            return
+
+    def _status(self, peer: ID) -> PeerStatus:
+        return self.status.setdefault(peer, PeerStatus(str(peer)))
+
+
+def _remote_address(stream: INetStream) -> str:
+    try:
+        addr = stream.muxed_conn.get_remote_address()  # type: ignore[attr-defined]
+    except Exception:  # informational only
+        return ""
+    return f"{addr[0]}:{addr[1]}" if addr else ""
+
+
+async def _reset(stream: INetStream) -> None:
+    try:
+        with trio.move_on_after(1):
+            await stream.reset()
+    except Exception:  # already broken
+        return

@@ -1,0 +1,176 @@
+"""A sync session with one peer over one libp2p stream (``/p2pnet/sync/1.0.0``).
+
+The stream carries, in each direction: a 2-byte big-endian length and a membership proof
+(p2pnet.net.membership), then the frames of the sans-I/O sync session
+(protocol/sync.py, driven by protocol/syncpeer.py). The proof exchange is bounded in
+time and size; after it, every byte goes to :class:`SyncEndpoint`, which enforces the
+protocol's limits. When the initial exchange is done the session stays open and new
+envelopes are pushed as they appear (:meth:`Session.push`).
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import trio
+
+from crypto import hash256
+from p2pnet.net.membership import MAX_PROOF, ProofRefused
+from protocol.envelope import Envelope
+from protocol.reconcile import ChainIndex
+from protocol.syncpeer import Holdings, ReceiveReport, SyncEndpoint
+
+__all__ = ["HANDSHAKE_S", "PROTOCOL", "Session", "StreamEnded", "exchange_proofs"]
+
+PROTOCOL = "/p2pnet/sync/1.0.0"
+HANDSHAKE_S = 3.0
+_READ = 1 << 16
+_LENGTH = struct.Struct(">H")
+
+
+class StreamEnded(Exception):
+    """The stream closed or broke (the peer left, the connection dropped)."""
+
+
+async def _read_exactly(stream: Any, n: int) -> bytes:
+    data = bytearray()
+    while len(data) < n:
+        chunk = await _read(stream, n - len(data))
+        if not chunk:
+            raise StreamEnded("the stream ended during the handshake")
+        data += chunk
+    return bytes(data)
+
+
+async def _read(stream: Any, n: int) -> bytes:
+    try:
+        return bytes(await stream.read(n))
+    except EOFError:
+        return b""
+    except Exception as exc:  # libp2p raises its own families for resets and closes
+        raise StreamEnded(str(exc) or type(exc).__name__) from None
+
+
+async def _write(stream: Any, data: bytes) -> None:
+    try:
+        await stream.write(data)
+    except Exception as exc:
+        raise StreamEnded(str(exc) or type(exc).__name__) from None
+
+
+async def exchange_proofs(stream: Any, proof: bytes, check: Callable[[bytes], bytes]) -> bytes:
+    """Send our proof, read and check the peer's; returns the peer's member key.
+
+    Raises:
+        ProofRefused: the peer's proof is bad or too large.
+        trio.TooSlowError: the peer took longer than :data:`HANDSHAKE_S`.
+        StreamEnded: the stream broke.
+    """
+    with trio.fail_after(HANDSHAKE_S):
+        await _write(stream, _LENGTH.pack(len(proof)) + proof)
+        (size,) = _LENGTH.unpack(await _read_exactly(stream, _LENGTH.size))
+        if not 0 < size <= MAX_PROOF:
+            raise ProofRefused("an oversized membership proof")
+        return check(await _read_exactly(stream, size))
+
+
+class _Recording:
+    """The node's holdings, remembering which envelopes this session brought (so they
+    are not pushed back to the peer that sent them)."""
+
+    def __init__(self, inner: Holdings) -> None:
+        self._inner = inner
+        self.received: set[bytes] = set()  # envelope ids
+        self.new = 0
+
+    def chain_index(self) -> ChainIndex:
+        return self._inner.chain_index()
+
+    def envelope_of(self, op_id: bytes) -> bytes:
+        return self._inner.envelope_of(op_id)
+
+    def order_key(self, op_id: bytes) -> tuple[int, bytes]:
+        return self._inner.order_key(op_id)
+
+    def unattributed(self) -> Mapping[bytes, bytes]:
+        return self._inner.unattributed()
+
+    def receive(self, envelopes: Sequence[bytes | Envelope]) -> ReceiveReport:
+        report = self._inner.receive(envelopes)
+        for item in envelopes:
+            self.received.add(hash256(item) if isinstance(item, bytes) else item.envelope_id)
+        self.new += report.new
+        return report
+
+
+class Session:
+    """One peer's live session. :meth:`run` until the stream ends; :meth:`push` from
+    other tasks of the same trio loop."""
+
+    def __init__(
+        self,
+        stream: Any,
+        holdings: Holdings,
+        *,
+        route_tag: bytes,
+        member: bytes,
+        initiator: bytes,
+        on_received: Callable[[Session], None],
+    ) -> None:
+        self.stream = stream
+        self.member = member
+        self.initiator = initiator  # the peer id (bytes) that opened the stream
+        self._holdings = _Recording(holdings)
+        self.endpoint = SyncEndpoint(self._holdings, route_tag=route_tag)
+        self._on_received = on_received
+        self._lock = trio.Lock()
+        self.caught_up = trio.Event()
+        self.sent_envelopes = 0
+
+    @property
+    def received_new(self) -> int:
+        return self._holdings.new
+
+    async def _send(self, data: bytes) -> None:
+        if data:
+            async with self._lock:
+                await _write(self.stream, data)
+
+    async def run(self) -> None:
+        """Exchange until the stream ends.
+
+        Raises:
+            RemoteProtocolError: the peer broke the protocol (the caller scores it).
+            StreamEnded: the stream broke.
+        """
+        await self._send(self.endpoint.start())
+        while True:
+            data = await _read(self.stream, _READ)
+            before = self._holdings.new
+            out = self.endpoint.receive_data(data)
+            await self._send(out)
+            if self._holdings.new != before:
+                self._on_received(self)
+            if self.endpoint.finished:
+                self.caught_up.set()
+            if not data or self.endpoint.closed:
+                return
+
+    async def push(self, envelopes: Sequence[bytes]) -> None:
+        """Send new envelopes the peer did not bring itself."""
+        received = self._holdings.received
+        fresh = [e for e in envelopes if hash256(e) not in received]
+        if fresh and not self.endpoint.closed:
+            out = self.endpoint.push(fresh)
+            self.sent_envelopes += len(fresh)
+            await self._send(out)
+
+    async def close(self) -> None:
+        """End the session (never raises)."""
+        try:
+            with trio.move_on_after(1):
+                await self.stream.reset()
+        except Exception:  # closing a broken stream must not fail
+            return

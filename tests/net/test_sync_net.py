@@ -1,0 +1,77 @@
+"""Real py-libp2p hosts on 127.0.0.1: nodes sync, push live, and keep non-members out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import trio
+
+from tests.net.world import close_all, make_nodes, running, wait_for
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def test_a_proposal_reaches_the_other_node_within_two_seconds(tmp_path: Path) -> None:
+    ana, ben = nodes = make_nodes(tmp_path, ["Ana", "Ben"])
+
+    async def main() -> None:
+        async with running(nodes) as (ra, rb):
+            await wait_for(lambda: ra.sessions and rb.sessions, 5, "connected")
+            ana.propose("Net", title="Meet on Thursday")
+            took = await wait_for(
+                lambda: "Meet on Thursday" in _titles(ben), 2, "the proposal on Ben's node"
+            )
+            assert took < 2
+
+    try:
+        trio.run(main)
+    finally:
+        close_all(nodes)
+
+
+def _titles(node: object) -> set[str]:
+    return {d.title for d in node.state("Net").decisions.values()}  # type: ignore[attr-defined]
+
+
+def test_an_op_crosses_a_line_of_five_nodes(tmp_path: Path) -> None:
+    nodes = make_nodes(tmp_path, ["Ana", "Ben", "Cyd", "Dee", "Eve"])
+    line = {i: [i - 1] for i in range(1, 5)}  # each knows only its left neighbour
+
+    async def main() -> None:
+        async with running(nodes, links=line) as runtimes:
+            await wait_for(lambda: all(r.sessions for r in runtimes), 10, "all linked")
+            assert all(len(r.sessions) <= 2 for r in runtimes)  # no shortcut
+            nodes[4].propose("Net", title="From the far end")
+            await wait_for(lambda: "From the far end" in _titles(nodes[0]), 5, "end to end")
+            nodes[0].propose("Net", title="And back")
+            await wait_for(lambda: "And back" in _titles(nodes[4]), 5, "back again")
+
+    try:
+        trio.run(main)
+    finally:
+        close_all(nodes)
+
+
+def test_partitioned_nodes_converge_when_they_meet_again(tmp_path: Path) -> None:
+    ana, ben = nodes = make_nodes(tmp_path, ["Ana", "Ben"])
+
+    async def main() -> None:
+        async with running(nodes) as (ra, rb):
+            await wait_for(lambda: ra.sessions and rb.sessions, 5, "connected")
+            await rb.stop()  # the partition
+            await wait_for(lambda: not ra.sessions, 5, "Ana notices")
+            for i in range(20):
+                ana.propose("Net", title=f"Ana {i}")
+                ben.propose("Net", title=f"Ben {i}")
+            assert _titles(ana) != _titles(ben)
+            async with running([ben], links={0: []}) as (again,):
+                again.add_peer(ra.addresses[0])
+                await wait_for(lambda: _titles(ana) == _titles(ben), 10, "converged")
+        assert len(_titles(ana)) == 40
+        assert ana.state("Net") == ben.state("Net")
+
+    try:
+        trio.run(main)
+    finally:
+        close_all(nodes)
