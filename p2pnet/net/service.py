@@ -186,6 +186,7 @@ class NetworkRuntime:
             with self._scope:
                 async with self.host.run(listen_addrs=self._listen):
                     try:
+                        await self._quiet_auto_connector()
                         async with trio.open_nursery() as nursery:
                             self._nursery = nursery
                             self._publish()
@@ -202,6 +203,13 @@ class NetworkRuntime:
             unsubscribe()
             self._nursery = None
             self._stopped.set()
+
+    async def _quiet_auto_connector(self) -> None:
+        # py-libp2p dials peers from its peerstore (any peer identify told it about) to
+        # keep 50+ connections: p2pnet connects only to members it chose, so stop that.
+        connector = getattr(self.host.get_network(), "auto_connector", None)
+        if connector is not None:
+            await connector.stop()
 
     async def stop(self) -> None:
         """Stop :meth:`run` and wait until the host is closed."""
@@ -406,6 +414,15 @@ class NetworkRuntime:
             self._dirty = False
             node.after_sync(self.network_id)
         node.refresh(self.network_id)
+        # Removals first: nothing new may go to a member the state no longer holds.
+        for peer, session in list(self.sessions.items()):
+            self._status(peer).received = session.received_new
+            if not node.is_active(self.network_id, session.member):
+                self.refused.add(session.member)
+                self.sessions.pop(peer, None)
+                log.info("peer %s is no longer a member: disconnected", peer)
+                await session.close()
+                await self._disconnect(peer)
         if node.last_position(self.network_id) != self._position:
             self._position, envelopes = node.envelopes_after(self.network_id, self._position)
             for peer, session in list(self.sessions.items()):
@@ -414,13 +431,6 @@ class NetworkRuntime:
                 except StreamEnded:
                     continue
                 self._status(peer).sent = session.sent_envelopes
-        for peer, session in list(self.sessions.items()):
-            self._status(peer).received = session.received_new
-            if not node.is_active(self.network_id, session.member):
-                self.refused.add(session.member)
-                log.info("peer %s is no longer a member: disconnected", peer)
-                await session.close()
-                await self._disconnect(peer)
 
     # -- connections ---------------------------------------------------------------------
 
