@@ -21,6 +21,7 @@ from p2pnet.cli._decide import (
     _propose,
 )
 from p2pnet.cli._identity import _init, _panic, _passphrase_change, _version, _whoami
+from p2pnet.cli._net import _peers, _run, _sync
 from p2pnet.cli._network import (
     _invite_accept,
     _invite_create,
@@ -100,7 +101,20 @@ def _parser() -> argparse.ArgumentParser:
     _decision_commands(commands)
     _invite_commands(commands)
     _record_commands(commands)
+    _net_commands(commands)
     return parser
+
+
+def _net_commands(commands: Any) -> None:
+    run = _leaf(commands, "run", _run, "run every network of this profile until Ctrl-C")
+    run.add_argument("--listen", action="append", help="multiaddr to listen on (repeatable)")
+    run.add_argument("--announce", action="append", help="address to publish instead")
+    run.add_argument("--peer", action="append", help="a peer's multiaddr to dial (repeatable)")
+    sync = _leaf(commands, "sync", _sync, "sync a network now and report what moved", "net")
+    sync.add_argument("--peer", action="append", help="a peer's multiaddr (default: members)")
+    sync.add_argument("--once", action="store_true", help="stop after the first peer")
+    sync.add_argument("--timeout", type=float, default=30.0, help="seconds (default 30)")
+    _leaf(commands, "peers", _peers, "connections, addresses and last sync", "net")
 
 
 def _network_commands(commands: Any) -> None:

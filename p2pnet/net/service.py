@@ -252,7 +252,7 @@ class NetworkRuntime:
 
     # -- dialing -------------------------------------------------------------------------
 
-    def _targets(self) -> list[_Target]:
+    def targets(self) -> list[_Target]:
         targets: dict[ID, _Target] = {}
         for info in self._extra:
             targets.setdefault(info.peer_id, _Target(info.peer_id)).addrs.extend(info.addrs)
@@ -273,7 +273,7 @@ class NetworkRuntime:
     async def _dial_loop(self) -> None:
         while True:
             now = trio.current_time()
-            for target in self._targets():
+            for target in self.targets():
                 peer = target.peer
                 if peer in self.sessions or peer in self._dialing:
                     continue
@@ -378,6 +378,7 @@ class NetworkRuntime:
         except StreamEnded as exc:
             status.last_error = f"connection ended: {exc}"
         finally:
+            status.received, status.sent = session.received_new, session.sent
             if self.sessions.get(peer) is session:
                 del self.sessions[peer]
                 status.connected = False
@@ -385,7 +386,9 @@ class NetworkRuntime:
 
     async def _watch_caught_up(self, session: Session, peer: ID) -> None:
         await session.caught_up.wait()
-        self._status(peer).last_sync_ms = self._now_ms()
+        status = self._status(peer)
+        status.received, status.sent = session.received_new, session.sent
+        status.last_sync_ms = self._now_ms()
         self._synced += 1
         self.synced.set()
 
@@ -430,7 +433,7 @@ class NetworkRuntime:
                     await session.push(envelopes)
                 except StreamEnded:
                     continue
-                self._status(peer).sent = session.sent_envelopes
+                self._status(peer).sent = session.sent
 
     # -- connections ---------------------------------------------------------------------
 

@@ -127,11 +127,16 @@ class Session:
         self._on_received = on_received
         self._lock = trio.Lock()
         self.caught_up = trio.Event()
-        self.sent_envelopes = 0
 
     @property
     def received_new(self) -> int:
+        """New envelopes this session brought (stored)."""
         return self._holdings.new
+
+    @property
+    def sent(self) -> int:
+        """Envelopes sent to the peer, the initial exchange and live pushes together."""
+        return int(self.endpoint.session.counters.envelopes_out)
 
     async def _send(self, data: bytes) -> None:
         if data:
@@ -163,9 +168,7 @@ class Session:
         received = self._holdings.received
         fresh = [e for e in envelopes if hash256(e) not in received]
         if fresh and not self.endpoint.closed:
-            out = self.endpoint.push(fresh)
-            self.sent_envelopes += len(fresh)
-            await self._send(out)
+            await self._send(self.endpoint.push(fresh))
 
     async def close(self) -> None:
         """End the session (never raises)."""
