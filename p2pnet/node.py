@@ -835,9 +835,17 @@ class Node:
         rows = [[k, *invites[k]] for k in sorted(invites)]
         tx.put(net.network_id, _INVITES_KEY, wire.encode(rows))
 
-    def create_invite(self, ref: str, *, uses: int = 1, expires_in_ms: int = 7 * _DAY_MS) -> str:
+    def create_invite(
+        self,
+        ref: str,
+        *,
+        uses: int = 1,
+        expires_in_ms: int = 7 * _DAY_MS,
+        addresses: Sequence[str] = (),
+    ) -> str:
         """A one-time (or ``uses``-time) invite code for this network, valid for
-        ``expires_in_ms``. The code holds no key that reads anything.
+        ``expires_in_ms``. The code holds no key that reads anything; ``addresses`` (the
+        running node's invite addresses) let the joiner ask online.
 
         Raises:
             NotAllowed: not an active member. NodeError: bad uses or expiry.
@@ -849,7 +857,7 @@ class Node:
         if me is None or not me.active:
             raise NotAllowed("you are not an active member of this network")
         secret = random_bytes(16)
-        code = InviteCode(net.network_id, self.identity.public.key, secret)
+        code = InviteCode(net.network_id, self.identity.public.key, secret, tuple(addresses[:4]))
         with self.profile.store.transaction() as tx:
             invites = self._invites(net, tx)
             invites[code.invite_id] = [secret, uses, now_ms() + expires_in_ms, []]
@@ -866,17 +874,27 @@ class Node:
             code = parse_invite_code(code_text)
         except RemoteProtocolError as exc:
             raise NodeError(str(exc)) from None
+        network_id, request = self.join_request_bytes(code)
+        write_private_file(path, [request])
+        return network_id
+
+    def join_request_bytes(self, code: InviteCode) -> tuple[bytes, bytes]:
+        """A join request for ``code``'s inviter (remembering that we asked); returns the
+        network id and the request.
+
+        Raises:
+            NodeError: a network we already belong to.
+        """
         if code.network_id in self._networks:
             raise NodeError("you already belong to this network")
         request = seal_join_request(
             code, self.identity, display_name=self.name or "New member", kind="individual"
         )
-        write_private_file(path, [request])
         with self.profile.store.transaction() as tx:
             pending = self._pending_joins(tx)
             pending[code.network_id] = code.inviter
             self._save_pending(tx, pending)
-        return code.network_id
+        return code.network_id, request
 
     def _pending_joins(self, tx: Transaction) -> dict[bytes, bytes]:
         """Network id -> the inviter's key, for joins asked and not yet welcomed."""
@@ -895,8 +913,21 @@ class Node:
             NodeError: a request that is not for us, damaged, for a used or expired
                 invite, or for another network.
         """
-        net = self._net(ref)
+        self._net(ref)  # an unknown network is named before any file is read
         data = read_limited(request, 8192, f"{request} is too large to be a join request")
+        result, welcome = self.accept_request(ref, data)
+        if welcome is not None:
+            write_private_file(out, [welcome])
+        return result
+
+    def accept_request(self, ref: str, data: bytes) -> tuple[AcceptResult, bytes | None]:
+        """:meth:`accept_invite` on the request's bytes; returns the result and the
+        welcome file's bytes once the joiner is a member (for a file or the network).
+
+        Raises:
+            NodeError: as :meth:`accept_invite`.
+        """
+        net = self._net(ref)
         with self.profile.store.transaction() as tx:
             invites = self._invites(net, tx)
         now = now_ms()
@@ -930,9 +961,9 @@ class Node:
         elif member.status != "active":
             raise NotAllowed("this person left or was removed; they must join with a new key")
         if joining.joiner not in folder.members:
-            return AcceptResult("decision_pending", decision_id, welcome_written=False)
-        self._write_welcome(net, joining.joiner, out)
-        return AcceptResult("admitted", decision_id, welcome_written=True)
+            return AcceptResult("decision_pending", decision_id, welcome_written=False), None
+        welcome = self._welcome(net, joining.joiner)
+        return AcceptResult("admitted", decision_id, welcome_written=True), welcome
 
     def _spend_invite(self, net: _Network, joining: JoinRequest) -> bool:
         """Count one use of the invite for this joiner, atomically (once per joiner)."""
@@ -968,7 +999,7 @@ class Node:
         )
         return op.op_id
 
-    def _write_welcome(self, net: _Network, joiner: bytes, out: Path) -> None:
+    def _welcome(self, net: _Network, joiner: bytes) -> bytes:
         envelope = seal_welcome(
             self.identity,
             joiner,
@@ -979,13 +1010,23 @@ class Node:
         bundle = b"".join(
             seal_bundle(net.network_id, _all_envelopes(net.holdings), key=net.secret.bundle_key)
         )
-        write_private_file(out, [welcome_file(envelope, bundle, joiner=joiner)])
         # It also travels by sync; if the store refuses it (a flood of junk filling the
-        # unattributed pool), the file written above still carries it.
+        # unattributed pool), the file still carries it.
         with contextlib.suppress(RemoteProtocolError):
             _StoreHoldings(self, net).receive([envelope])
+        return welcome_file(envelope, bundle, joiner=joiner)
 
     def _import_welcome(self, path: Path, progress: Progress) -> ImportReport:
+        data = read_limited(path, _MAX_WELCOME, f"{path} is too large to be a welcome file")
+        return self.import_welcome(data, progress=progress)
+
+    def import_welcome(self, data: bytes, *, progress: Progress | None = None) -> ImportReport:
+        """Join the network of a welcome (a file's bytes, or what the network brought).
+
+        Raises:
+            NodeError: no join asked, damaged, or not for us.
+        """
+        progress = progress or _quiet
         with self.profile.store.transaction() as tx:
             pending = self._pending_joins(tx)
         if not pending:
@@ -993,10 +1034,7 @@ class Node:
                 "you have not asked to join a network: run p2pnet join --request FILE first"
             )
         try:
-            envelope, bundle = split_welcome_file(
-                read_limited(path, _MAX_WELCOME, f"{path} is too large to be a welcome file"),
-                self.identity,
-            )
+            envelope, bundle = split_welcome_file(data, self.identity)
         except RemoteProtocolError as exc:
             raise NodeError(str(exc)) from None
         for network_id, inviter in pending.items():
@@ -1139,15 +1177,18 @@ class Node:
         """The network's secret (for the network layer's PSK and LAN token only)."""
         return self._networks[network_id].secret
 
-    def peer_seed(self, network_id: bytes) -> bytes:
+    def peer_seed(self, network_id: bytes, *, purpose: str = "sync") -> bytes:
         """The 32-byte seed of this profile's libp2p key for the network: made once,
         kept sealed in the store (never in libp2p's peerstore), one per network so that
-        peer ids never link a person's networks."""
+        peer ids never link a person's networks. ``purpose="invite"``: the key of the
+        host that answers invite codes (its peer id is in the codes, so it is not the
+        one members sync with)."""
+        name = _PEER_KEY if purpose == "sync" else f"{_PEER_KEY}-{purpose}"
         with self.profile.store.transaction() as tx:
-            seed = tx.get(network_id, _PEER_KEY)
+            seed = tx.get(network_id, name)
             if seed is None:
                 seed = random_bytes(32)
-                tx.put(network_id, _PEER_KEY, seed)
+                tx.put(network_id, name, seed)
         return seed
 
     def sign_peer(self, network_id: bytes, peer_id: bytes) -> bytes:

@@ -194,8 +194,20 @@ def _invite_create(args: argparse.Namespace) -> None:
     expires_in = _duration_ms(args.expires_in)
     with _open_node(args) as node:
         state = node.state(args.net)
-        code = node.create_invite(args.net, uses=args.uses, expires_in_ms=expires_in)
+        addresses = _invite_addresses(node, state.network_id)
+        code = node.create_invite(
+            args.net, uses=args.uses, expires_in_ms=expires_in, addresses=addresses
+        )
     qr = _qr_text(code) if args.qr and not args.json else ""
+    how = (
+        "They run: p2pnet join (with this code) while your node runs (p2pnet run), or by "
+        "hand: p2pnet join --request FILE, and give you FILE; then you run: p2pnet invite "
+        f"accept {shlex.quote(args.net)} FILE --out WELCOME"
+        if addresses
+        else "They run: p2pnet join --request FILE, and give you FILE; then you run: "
+        f"p2pnet invite accept {shlex.quote(args.net)} FILE --out WELCOME. (Start your node "
+        "with p2pnet run first, and the code lets them join online.)"
+    )
     _emit(
         args,
         {
@@ -203,11 +215,21 @@ def _invite_create(args: argparse.Namespace) -> None:
             "code": code,
             "uses": args.uses,
             "expires_in_ms": expires_in,
+            "online": bool(addresses),
         },
         f"{qr}{code}\n\nGive this code in person or over a channel you trust: whoever holds it "
-        f"can ask to join {state.name}. They run: p2pnet join --request FILE, and give you "
-        f"FILE; then you run: p2pnet invite accept {shlex.quote(args.net)} FILE --out WELCOME",
+        f"can ask to join {state.name}. {how}",
     )
+
+
+def _invite_addresses(node: Node, network_id: bytes) -> list[str]:
+    """The running node's invite addresses (none if no node runs on this profile)."""
+    from p2pnet.net.runner import NodeLock, read_status  # noqa: PLC0415 - loads py-libp2p
+
+    if not NodeLock.held(node.profile.path):
+        return []
+    status = read_status(node, network_id)
+    return list(status.get("invite_addresses", [])) if status else []
 
 
 def _qr_text(text: str) -> str:
@@ -222,6 +244,9 @@ def _qr_text(text: str) -> str:
 
 def _join(args: argparse.Namespace) -> None:
     code = _invite_code()
+    if args.request is None:
+        _join_online(args, code)
+        return
     with _open_node(args) as node:
         network_id = node.join_request(code, _out_path(args.request))
     _emit(
@@ -229,6 +254,35 @@ def _join(args: argparse.Namespace) -> None:
         {"network_id": network_id.hex(), "request": str(args.request)},
         f"Wrote your join request to {args.request}. Give it to the member who invited you; "
         "when they give you a welcome file, run: p2pnet bundle import WELCOME",
+    )
+
+
+def _join_online(args: argparse.Namespace, text: str) -> None:
+    from p2pnet.net.invite import ask_to_join  # noqa: PLC0415 - loads py-libp2p
+    from protocol import RemoteProtocolError  # noqa: PLC0415
+    from protocol.invite import parse_invite_code  # noqa: PLC0415
+
+    try:
+        code = parse_invite_code(text)
+    except RemoteProtocolError as exc:
+        raise UserError(str(exc)) from None
+
+    def say(line: str) -> None:
+        if not args.json:
+            print(line, flush=True)
+
+    def progress(done: int, total: int) -> None:
+        if not args.json and sys.stderr.isatty():
+            sys.stderr.write(f"\rReceiving the welcome: {done * 100 // max(total, 1)} %")
+
+    with _open_node(args) as node:
+        say("Asking the inviter's node…")
+        ask_to_join(node, code, wait_s=args.wait, say=say, progress=progress)
+        state = node.state(code.network_id.hex())
+    _emit(
+        args,
+        {"network_id": code.network_id.hex(), "name": state.name, "joined": True},
+        f"You joined {state.name}. Run p2pnet run to stay in sync.",
     )
 
 

@@ -206,7 +206,12 @@ def _invite_commands(commands: Any) -> None:
     accept = _leaf(invite, "accept", _invite_accept, help_text, "net", "request")
     accept.add_argument("--out", type=Path, required=True, help="where to write the welcome")
     join = _leaf(commands, "join", _join, "ask to join (the code comes from env or a prompt)")
-    join.add_argument("--request", type=Path, required=True, help="the file for your inviter")
+    join.add_argument(
+        "--request", type=Path, help="write a request file for your inviter (offline join)"
+    )
+    join.add_argument(
+        "--wait", type=float, default=600.0, help="seconds to wait for an admission decision"
+    )
 
 
 def _record_commands(commands: Any) -> None:

@@ -144,7 +144,7 @@ def _write_status(node: Node, runtime: NetworkRuntime) -> None:
         for s in runtime.status.values()
     ]  # fmt: skip
     row = {"at": now_ms(), "peer_id": str(runtime.peer_id), "addresses": runtime.addresses,
-           "peers": peers}  # fmt: skip
+           "invite_addresses": runtime.invite_addresses, "peers": peers}  # fmt: skip
     with contextlib.suppress(Exception):  # a status is never worth stopping the node
         node.profile.store.put(runtime.network_id, STATUS_KEY, wire.encode(row))
 

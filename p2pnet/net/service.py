@@ -24,62 +24,36 @@ node's calls are short and synchronous (a batch is folded and committed in one c
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import multiaddr
 import trio
-from libp2p import new_host
 from libp2p.abc import IHost, INetConn, INetStream, INetwork, INotifee
-from libp2p.crypto.ed25519 import create_new_key_pair
-from libp2p.crypto.x25519 import create_new_key_pair as new_x25519_pair
 from libp2p.custom_types import TProtocol
-from libp2p.network.config import ConnectionConfig
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo, info_from_p2p_addr
-from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
-from libp2p.security.noise.transport import Transport as NoiseTransport
-from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
-from libp2p.stream_muxer.yamux.yamux import Yamux
 
+from p2pnet.net.host import DIAL_S, network_host, quiet_auto_connector
+from p2pnet.net.invite import INVITE_PROTOCOL, invite_handler
 from p2pnet.net.membership import ProofRefused, check_proof, make_proof
 from p2pnet.net.session import PROTOCOL, Session, StreamEnded, exchange_proofs
 from p2pnet.node import Node, NodeEvent
 from p2pnet.peers import PeerScores
 from protocol import RemoteProtocolError
 
-__all__ = ["GATE_S", "POLL_S", "NetworkRuntime", "PeerStatus", "network_host"]
+__all__ = ["GATE_S", "POLL_S", "NetworkRuntime", "PeerStatus"]
 
 log = logging.getLogger("p2pnet.net")
 
 GATE_S = 5.0
 POLL_S = 0.25
-UPGRADE_S = 3.0
-DIAL_S = 5.0
 BACKOFF_MIN_S = 0.5
 BACKOFF_MAX_S = 60.0
-
-
-def network_host(seed: bytes, *, psk: str | None = None) -> IHost:
-    """A libp2p host for one network: Noise only (no plaintext, no secio), yamux only,
-    one connection per peer, upgrades bounded to :data:`UPGRADE_S`."""
-    key_pair = create_new_key_pair(seed)
-    noise = NoiseTransport(key_pair, noise_privkey=new_x25519_pair().private_key)
-    return new_host(
-        key_pair=key_pair,
-        sec_opt={TProtocol(NOISE_PROTOCOL_ID): noise},
-        muxer_opt={TProtocol(YAMUX_PROTOCOL_ID): Yamux},
-        connection_config=ConnectionConfig(
-            max_connections_per_peer=1,
-            inbound_upgrade_timeout=UPGRADE_S,
-            outbound_upgrade_timeout=UPGRADE_S,
-            dial_timeout=DIAL_S,
-        ),
-        psk=psk,
-    )
 
 
 @dataclass(slots=True)
@@ -145,6 +119,7 @@ class NetworkRuntime:
         announce: Sequence[str] | None = None,
         peers: Sequence[str] = (),
         dial_members: bool = True,
+        invites: bool = True,
         psk: str | None = None,
         now_ms: Callable[[], int] | None = None,
     ) -> None:
@@ -176,6 +151,13 @@ class NetworkRuntime:
         self._stopped = trio.Event()
         self.host.set_stream_handler(TProtocol(PROTOCOL), self._inbound)
         self.host.get_network().register_notifee(_Gate(self))
+        # The host that answers invite codes: no PSK (joiners do not know the secret
+        # yet), its own key, and nothing but the invite protocol.
+        self.invite_host: IHost | None = None
+        if invites:
+            self.invite_host = network_host(node.peer_seed(network_id, purpose="invite"))
+            handler = invite_handler(node, network_id)
+            self.invite_host.set_stream_handler(TProtocol(INVITE_PROTOCOL), handler)
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -184,9 +166,9 @@ class NetworkRuntime:
         unsubscribe = self.node.subscribe(self._on_event)
         try:
             with self._scope:
-                async with self.host.run(listen_addrs=self._listen):
+                async with self.host.run(listen_addrs=self._listen), self._invites_running():
                     try:
-                        await self._quiet_auto_connector()
+                        await quiet_auto_connector(self.host)
                         async with trio.open_nursery() as nursery:
                             self._nursery = nursery
                             self._publish()
@@ -198,25 +180,32 @@ class NetworkRuntime:
                         # Closing the host closes every connection and socket
                         # (cancelling its context alone leaves them open).
                         with trio.CancelScope(shield=True), trio.move_on_after(3):
-                            await self.host.close()
+                            await self._close_hosts()
         finally:
             unsubscribe()
             self._nursery = None
             self._stopped.set()
 
-    async def _quiet_auto_connector(self) -> None:
-        # py-libp2p dials peers from its peerstore (any peer identify told it about) to
-        # keep 50+ connections: p2pnet connects only to members it chose, so stop that.
-        connector = getattr(self.host.get_network(), "auto_connector", None)
-        if connector is not None:
-            await connector.stop()
+    @contextlib.asynccontextmanager
+    async def _invites_running(self) -> AsyncIterator[None]:
+        if self.invite_host is None:
+            yield
+            return
+        async with self.invite_host.run(listen_addrs=self._listen):
+            await quiet_auto_connector(self.invite_host)
+            yield
+
+    async def _close_hosts(self) -> None:
+        await self.host.close()
+        if self.invite_host is not None:
+            await self.invite_host.close()
 
     async def stop(self) -> None:
         """Stop :meth:`run` and wait until the host is closed."""
         # Close the host while its tasks still run: cancelled first, py-libp2p 0.8.1 can
         # leave a connection's socket open.
         with trio.CancelScope(shield=True), trio.move_on_after(3):
-            await self.host.close()
+            await self._close_hosts()
         self._scope.cancel()
         await self._stopped.wait()
 
@@ -226,6 +215,18 @@ class NetworkRuntime:
         if self._announce is not None:
             return [f"{a}/p2p/{self.peer_id}" if "/p2p/" not in a else a for a in self._announce]
         return [str(a) for a in self.host.get_addrs()]
+
+    @property
+    def invite_addresses(self) -> list[str]:
+        """Where joiners reach our invite host (these go into invite codes)."""
+        if self.invite_host is None:
+            return []
+        if self._announce is not None:
+            # The announced hosts, on the invite host's own port.
+            port = next((a.value_for_protocol("tcp") for a in self.invite_host.get_addrs()), None)
+            peer = self.invite_host.get_id()
+            return [f"{a.split('/tcp/')[0]}/tcp/{port}/p2p/{peer}" for a in self._announce if port]
+        return [str(a) for a in self.invite_host.get_addrs()]
 
     def _publish(self) -> None:
         bare = [a.split("/p2p/")[0] for a in self.addresses]

@@ -13,8 +13,8 @@ from libp2p.peer.peerinfo import info_from_p2p_addr
 
 from crypto import Identity, random_bytes
 from p2pnet.net import service
+from p2pnet.net.host import network_host
 from p2pnet.net.membership import make_proof
-from p2pnet.net.service import network_host
 from p2pnet.net.session import PROTOCOL
 from tests.net.world import close_all, make_nodes, running, wait_for
 

@@ -37,16 +37,25 @@ def close_all(nodes: Sequence[Node]) -> None:
 
 @asynccontextmanager
 async def running(
-    nodes: Sequence[Node], net: str = "Net", *, links: dict[int, list[int]] | None = None
+    nodes: Sequence[Node],
+    net: str = "Net",
+    *,
+    links: dict[int, list[int]] | None = None,
+    dial_members: bool = False,
 ) -> AsyncIterator[list[NetworkRuntime]]:
-    """Run every node on loopback; ``links[i]`` = the nodes i dials (default: node 0)."""
+    """Run every node on loopback; ``links[i]`` = the nodes i dials (default: node 0);
+    ``dial_members``: also dial the addresses members published in the state."""
     runtimes: list[NetworkRuntime] = []
     async with trio.open_nursery() as nursery:
         for i, node in enumerate(nodes):
             targets = (links or {}).get(i, [0] if i else [])
             peers = [runtimes[t].addresses[0] for t in targets if t < len(runtimes)]
             runtime = NetworkRuntime(
-                node, node.network_id(net), listen=LOOPBACK, peers=peers, dial_members=False
+                node,
+                node.network_id(net),
+                listen=LOOPBACK,
+                peers=peers,
+                dial_members=dial_members,
             )
             await nursery.start(runtime.run)
             runtimes.append(runtime)

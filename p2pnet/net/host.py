@@ -1,0 +1,46 @@
+"""The libp2p host p2pnet builds: Noise only, yamux only, one connection per peer."""
+
+from __future__ import annotations
+
+from libp2p import new_host
+from libp2p.abc import IHost
+from libp2p.crypto.ed25519 import create_new_key_pair
+from libp2p.crypto.x25519 import create_new_key_pair as new_x25519_pair
+from libp2p.custom_types import TProtocol
+from libp2p.network.config import ConnectionConfig
+from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
+from libp2p.security.noise.transport import Transport as NoiseTransport
+from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
+from libp2p.stream_muxer.yamux.yamux import Yamux
+
+__all__ = ["DIAL_S", "UPGRADE_S", "network_host", "quiet_auto_connector"]
+
+UPGRADE_S = 3.0
+DIAL_S = 5.0
+
+
+def network_host(seed: bytes, *, psk: str | None = None) -> IHost:
+    """A libp2p host for one network: Noise only (no plaintext, no secio), yamux only,
+    one connection per peer, upgrades bounded to :data:`UPGRADE_S`."""
+    key_pair = create_new_key_pair(seed)
+    noise = NoiseTransport(key_pair, noise_privkey=new_x25519_pair().private_key)
+    return new_host(
+        key_pair=key_pair,
+        sec_opt={TProtocol(NOISE_PROTOCOL_ID): noise},
+        muxer_opt={TProtocol(YAMUX_PROTOCOL_ID): Yamux},
+        connection_config=ConnectionConfig(
+            max_connections_per_peer=1,
+            inbound_upgrade_timeout=UPGRADE_S,
+            outbound_upgrade_timeout=UPGRADE_S,
+            dial_timeout=DIAL_S,
+        ),
+        psk=psk,
+    )
+
+
+async def quiet_auto_connector(host: IHost) -> None:
+    """Stop py-libp2p's auto-connector: it dials peers from its peerstore (any peer
+    identify told it about) to keep 50+ connections; p2pnet dials only members it chose."""
+    connector = getattr(host.get_network(), "auto_connector", None)
+    if connector is not None:
+        await connector.stop()
