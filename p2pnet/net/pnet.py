@@ -10,8 +10,8 @@ libp2p handshake with a member, and an observer sees no libp2p protocol names.
 py-libp2p 0.8.1 has a pnet layer of its own (``libp2p.security.pnet``) but it does not
 follow the specification (libp2p/specs ``pnet/Private-Networks-PSK-V1.md``): it uses
 Salsa20 with an 8-byte nonce, sent only with the first write. It cannot talk to go-, js-
-or rust-libp2p private networks, and random 8-byte nonces repeat after about 2**32
-connections under one PSK, which repeats keystream. :func:`install` therefore replaces
+or rust-libp2p private networks, and random 8-byte nonces are likely to repeat within
+about 2**32 connections under one PSK, which repeats keystream. :func:`install` therefore replaces
 the name ``new_protected_conn`` in the namespace of ``libp2p.network.swarm`` (where the
 swarm calls it for every dialled and accepted connection when a host was created with
 ``new_host(psk=<64 hex characters>)``) by this module's spec-conformant layer.
