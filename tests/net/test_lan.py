@@ -9,13 +9,13 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import trio
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from zeroconf import IPVersion, ServiceInfo, Zeroconf
+from zeroconf import IPVersion, ServiceInfo, ServiceStateChange, Zeroconf
 
 # The observer decodes packets with zeroconf's own parser (private modules, tests only).
 from zeroconf._dns import DNSAddress, DNSPointer, DNSService, DNSText
@@ -432,6 +432,82 @@ class TestOnLoopback:
         assert a._links == b._links == []  # stopped on cancellation
 
 
+@dataclass
+class FakeZeroconf:
+    """Answers resolutions from a dict, and remembers which names were asked for."""
+
+    infos: dict[str, ServiceInfo] = field(default_factory=dict)
+    asked: list[str] = field(default_factory=list)
+
+    def get_service_info(self, type_: str, name: str, timeout: int) -> ServiceInfo | None:
+        self.asked.append(name)
+        return self.infos.get(name)
+
+
+class TestServiceEvents:
+    """The browser's event handler, fed by a fake zeroconf (no sockets)."""
+
+    def setup_method(self) -> None:
+        self.finds = Finds()
+        self.lan = LanDiscovery([NET], self.finds, interfaces=["127.0.0.1"], clock=Clock())
+        self.zc = FakeZeroconf()
+
+    def event(self, label: str, change: ServiceStateChange = ServiceStateChange.Added) -> None:
+        zc = cast(Zeroconf, self.zc)
+        self.lan._on_change(zc, SERVICE_TYPE, f"{label}.{SERVICE_TYPE}", change)
+
+    def offer(self, advert: Advert, address: str = "192.0.2.9") -> str:
+        info = _info(advert.label, {b"r": advert.record})
+        info.addresses = [socket.inet_aton(address)]
+        self.zc.infos[info.name] = info
+        return advert.label
+
+    def test_a_member_is_reported_once_per_advertisement(self) -> None:
+        label = self.offer(seal_advert(SECRET, P, DialRecord("MemberB", 4002)))
+        self.event(label)
+        self.event(label, ServiceStateChange.Updated)
+        assert self.finds.found == [(SECRET.network_id, "MemberB", ["/ip4/192.0.2.9/tcp/4002"])]
+        self.event(label, ServiceStateChange.Removed)
+        self.event(label)
+        assert self.finds.peers == ["MemberB", "MemberB"]
+
+    def test_strangers_are_not_even_resolved(self) -> None:
+        label = self.offer(seal_advert(OTHER, P, DialRecord("Stranger", 4003)))
+        self.event(label)
+        self.event("not-a-label")
+        assert self.zc.asked == []
+        assert self.finds.found == []
+
+    def test_our_own_peer_id_is_never_reported(self) -> None:
+        # Our advertisement from another interface, or left in caches by a previous run.
+        self.event(self.offer(seal_advert(SECRET, P, DIAL)))
+        assert self.finds.found == []
+
+    def test_bad_records_and_addresses_are_dropped(self) -> None:
+        tampered = seal_advert(SECRET, P, DialRecord("Tampered", 4004))
+        self.zc.infos[f"{tampered.label}.{SERVICE_TYPE}"] = _info(
+            tampered.label, {b"r": tampered.record[:-1] + bytes([tampered.record[-1] ^ 1])}
+        )
+        self.event(tampered.label)
+        self.event(self.offer(seal_advert(SECRET, P, DialRecord("Multicast", 1)), "224.0.0.1"))
+        gone = seal_advert(SECRET, P, DialRecord("Gone", 4005))
+        self.event(gone.label)  # resolution times out: no info
+        assert len(self.zc.asked) == 3
+        assert self.finds.found == []
+
+    def test_a_failing_callback_is_logged_by_type_only(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        def boom(network_id: bytes, peer_id: str, addrs: list[str]) -> None:
+            raise RuntimeError(f"cannot dial {peer_id} at {addrs}")
+
+        self.lan = LanDiscovery([NET], boom, interfaces=["127.0.0.1"], clock=Clock())
+        self.event(self.offer(seal_advert(SECRET, P, DialRecord("MemberB", 4002))))
+        assert [r.getMessage() for r in caplog.records] == [
+            "LAN discovery: a service event failed: RuntimeError"
+        ]
+
+
 class TestLifecycle:
     def test_stop_before_start_and_twice(self) -> None:
         d = LanDiscovery([NET], Finds(), interfaces=["127.0.0.1"])
@@ -448,6 +524,11 @@ class TestLifecycle:
     def test_no_interface_is_refused(self) -> None:
         with pytest.raises(LanUnavailable, match="no LAN interface"):
             LanDiscovery([NET], Finds(), interfaces=[]).start()
+
+    def test_lan_addresses_are_ipv4_and_not_loopback(self) -> None:
+        for address in lan.lan_addresses():
+            assert not address.startswith("127.")
+            assert socket.inet_aton(address)
 
     def test_interfaces_must_be_ipv4_addresses(self) -> None:
         with pytest.raises(ValueError, match="IPv4"):
