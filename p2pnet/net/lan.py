@@ -72,6 +72,7 @@ from crypto import DecryptionFailed, EpochKey, NetworkSecret, hash256, random_by
 from p2pnet.errors import P2pnetError
 
 __all__ = [
+    "MAX_PEER_ID",
     "PERIOD_S",
     "RECORD_BYTES",
     "SERVICE_TYPE",
