@@ -1201,8 +1201,11 @@ class Node:
         net = self._networks.get(network_id)
         if net is None:
             return False
-        found = net.state().members.get(member)
-        return found is not None and found.active
+        if net.loaded is None and net.cached is not None:
+            cached = net.cached.members.get(member)
+            return cached is not None and cached.active
+        found = net.folder.members.get(member)  # the live record: no view is built
+        return found is not None and found.status == "active"
 
     def published_peers(self, network_id: bytes) -> dict[bytes, tuple[str, tuple[str, ...]]]:
         """Active members other than us that published a peer id: key -> (peer id,
@@ -1301,6 +1304,8 @@ class _StoreHoldings:
         self._node = node
         self._net = net
         self._inner = net.holdings
+        self.written = (0, 0)  # store positions (before, after) of the last receive
+        self.kept: list[bytes] = []  # the envelopes the last receive stored
 
     def chain_index(self) -> DagChains:
         return self._inner.chain_index()
@@ -1332,8 +1337,26 @@ class _StoreHoldings:
                 if e.envelope_id not in unattributed
             ]
             unverified = [(e.envelope_id, e.raw) for e in kept if e.envelope_id in unattributed]
-            store = self._node.profile.store
+            self.written = self._store(verified, unverified)
+            self.kept = [e.raw for e in kept]
+
+    def _store(
+        self,
+        verified: list[tuple[bytes, bytes, bytes | None]],
+        unverified: list[tuple[bytes, bytes]],
+    ) -> tuple[int, int]:
+        """Insert in one transaction; returns the store positions (before, after). When
+        nothing else was stored since the network's fold position, that position moves
+        on too (these rows are in memory already: no need to read them back)."""
+        net = self._net
+        network_id = net.network_id
+        with self._node.profile.store.transaction() as tx:
+            before = tx.last_position(network_id)
             if verified:
-                store.add_envelopes(self._net.network_id, verified)
+                tx.add_envelopes(network_id, verified)
             if unverified:
-                store.add_envelopes(self._net.network_id, unverified, verified=False)
+                tx.add_envelopes(network_id, unverified, verified=False)
+            after = tx.last_position(network_id)
+        if before == net.position:
+            net.position = after
+        return before, after

@@ -114,6 +114,10 @@ class Transaction:
         )
         return self._db.total_changes - before
 
+    def last_position(self, network_id: bytes) -> int:
+        """:meth:`Store.last_position` inside this transaction."""
+        return self._store.last_position(network_id)
+
     def has_envelope(self, envelope_id: bytes) -> bool:
         row = self._db.execute(
             "SELECT 1 FROM envelopes WHERE eid = ?", (self._store._key.index(envelope_id),)

@@ -89,6 +89,11 @@ class Holdings(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class _Op:
+    op_id: bytes
+
+
 class SyncEndpoint:
     """Drives one :class:`SyncSession` from a node's :class:`Holdings`."""
 
@@ -103,7 +108,9 @@ class SyncEndpoint:
         self.holdings = holdings
         self.session = SyncSession(route_tag, limits or SyncLimits())
         self._batch_bytes = min(batch_bytes, self.session.limits.max_frame // 2)
-        self._queue: deque[bytes] = deque()  # envelopes to send, in order
+        # Envelopes to send, in order; ops as their id until they are sent (a node reads
+        # their envelopes from its store as the window opens, not 100k at once).
+        self._queue: deque[bytes | _Op] = deque()
         self._queued: set[bytes] = set()  # op ids and envelope ids queued or sent
         self._pending_probes = 0
         self._forked: set[bytes] = set()  # author prefixes probed, either way
@@ -251,7 +258,7 @@ class SyncEndpoint:
         fresh.sort(key=self.holdings.order_key)
         for op_id in fresh:
             self._queued.add(op_id)
-            self._queue.append(self.holdings.envelope_of(op_id))
+            self._queue.append(_Op(op_id))
 
     def _enqueue_envelope(self, data: bytes, envelope_id: bytes | None = None) -> None:
         key = envelope_id if envelope_id is not None else data
@@ -271,9 +278,11 @@ class SyncEndpoint:
             batch: list[bytes] = []
             size = 0
             while self._queue and len(batch) < limit:
-                if batch and size + len(self._queue[0]) > self._batch_bytes:
+                head = self._queue.popleft()
+                data = head if isinstance(head, bytes) else self.holdings.envelope_of(head.op_id)
+                if batch and size + len(data) > self._batch_bytes:
+                    self._queue.appendleft(data)
                     break
-                data = self._queue.popleft()
                 batch.append(data)
                 size += len(data)
             out += session.send(Batch(tuple(batch)))

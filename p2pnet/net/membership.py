@@ -18,7 +18,7 @@ from collections.abc import Callable
 from crypto import CryptoError, verify_signature
 from protocol import RemoteProtocolError, wire
 
-__all__ = ["MAX_PROOF", "ProofRefused", "check_proof", "make_proof"]
+__all__ = ["MAX_PROOF", "NotAMemberHere", "ProofRefused", "check_proof", "make_proof"]
 
 MAX_PROOF = 256
 _VERSION = 1
@@ -27,6 +27,17 @@ DOMAIN = b"peer"
 
 class ProofRefused(RemoteProtocolError):
     """The peer's proof is malformed, forged, or for someone who is not a member now."""
+
+    #: Whether the proof itself was bad (a protocol violation, scored against the peer),
+    #: rather than valid for a key we do not hold as an active member (which may only
+    #: mean that our state has not seen the admission yet).
+    forged: bool = True
+
+
+class NotAMemberHere(ProofRefused):
+    """A valid proof by a key that is not an active member in our state."""
+
+    forged = False
 
 
 def make_proof(member_key: bytes, signature: bytes) -> bytes:
@@ -66,5 +77,5 @@ def check_proof(
     except CryptoError:
         raise ProofRefused("a membership proof that does not verify") from None
     if not is_active(member):
-        raise ProofRefused("the peer is not a current member of this network")
+        raise NotAMemberHere("the peer is not a current member of this network")
     return member

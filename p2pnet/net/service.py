@@ -142,6 +142,7 @@ class NetworkRuntime:
         self._dialing: set[ID] = set()
         self._nudge = trio.Event()
         self._dirty = False  # a session received something since the last push round
+        self._relay: list[tuple[Session, list[bytes]]] = []  # to pass on to other sessions
         self._position = node.last_position(network_id)
         self._nursery: trio.Nursery | None = None
         self._synced = 0  # sessions that finished their initial exchange
@@ -337,7 +338,10 @@ class NetworkRuntime:
         except (ProofRefused, trio.TooSlowError, StreamEnded) as exc:
             reason = str(exc) or "no membership proof in time"
             log.info("peer %s refused: %s", peer, reason)
-            self.scores.misbehaved(peer.to_bytes(), now)
+            if not isinstance(exc, ProofRefused) or exc.forged:
+                # A valid proof of a key we do not know may only mean that our state has
+                # not seen their admission yet: no penalty for that.
+                self.scores.misbehaved(peer.to_bytes(), now)
             self._status(peer).last_error = reason
             await _reset(stream)
             await self._disconnect(peer)
@@ -396,7 +400,15 @@ class NetworkRuntime:
     def _may_sync(self, member: bytes) -> bool:
         return member not in self.refused and self.node.is_active(self.network_id, member)
 
-    def _received(self, session: Session) -> None:
+    def _received(
+        self, session: Session, batches: list[tuple[list[bytes], tuple[int, int]]]
+    ) -> None:
+        """A session stored new envelopes: relay them to the other sessions as they are
+        (no need to read them back from the store)."""
+        for envelopes, (before, after) in batches:
+            if before == self._position:
+                self._position = after
+            self._relay.append((session, envelopes))
         self._dirty = True
         self._nudge.set()
 
@@ -427,14 +439,22 @@ class NetworkRuntime:
                 log.info("peer %s is no longer a member: disconnected", peer)
                 await session.close()
                 await self._disconnect(peer)
+        relay, self._relay = self._relay, []
+        for origin, envelopes in relay:
+            await self._push(envelopes, skip=origin)
         if node.last_position(self.network_id) != self._position:
             self._position, envelopes = node.envelopes_after(self.network_id, self._position)
-            for peer, session in list(self.sessions.items()):
-                try:
-                    await session.push(envelopes)
-                except StreamEnded:
-                    continue
-                self._status(peer).sent = session.sent
+            await self._push(envelopes)
+
+    async def _push(self, envelopes: list[bytes], skip: Session | None = None) -> None:
+        for peer, session in list(self.sessions.items()):
+            if session is skip:
+                continue
+            try:
+                await session.push(envelopes)
+            except StreamEnded:
+                continue
+            self._status(peer).sent = session.sent
 
     # -- connections ---------------------------------------------------------------------
 

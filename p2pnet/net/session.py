@@ -84,6 +84,8 @@ class _Recording:
         self._inner = inner
         self.received: set[bytes] = set()  # envelope ids
         self.new = 0
+        # What each receive stored, and where in the store: (envelopes, (before, after)).
+        self.batches: list[tuple[list[bytes], tuple[int, int]]] = []
 
     def chain_index(self) -> ChainIndex:
         return self._inner.chain_index()
@@ -98,7 +100,13 @@ class _Recording:
         return self._inner.unattributed()
 
     def receive(self, envelopes: Sequence[bytes | Envelope]) -> ReceiveReport:
-        report = self._inner.receive(envelopes)
+        try:
+            report = self._inner.receive(envelopes)
+        finally:
+            kept: list[bytes] = getattr(self._inner, "kept", [])
+            written: tuple[int, int] = getattr(self._inner, "written", (0, 0))
+            if kept:
+                self.batches.append((list(kept), written))
         for item in envelopes:
             self.received.add(hash256(item) if isinstance(item, bytes) else item.envelope_id)
         self.new += report.new
@@ -117,7 +125,7 @@ class Session:
         route_tag: bytes,
         member: bytes,
         initiator: bytes,
-        on_received: Callable[[Session], None],
+        on_received: Callable[[Session, list[tuple[list[bytes], tuple[int, int]]]], None],
     ) -> None:
         self.stream = stream
         self.member = member
@@ -153,11 +161,13 @@ class Session:
         await self._send(self.endpoint.start())
         while True:
             data = await _read(self.stream, _READ)
-            before = self._holdings.new
-            out = self.endpoint.receive_data(data)
+            try:
+                out = self.endpoint.receive_data(data)
+            finally:
+                batches, self._holdings.batches = self._holdings.batches, []
+                if batches:
+                    self._on_received(self, batches)
             await self._send(out)
-            if self._holdings.new != before:
-                self._on_received(self)
             if self.endpoint.finished:
                 self.caught_up.set()
             if not data or self.endpoint.closed:

@@ -27,6 +27,11 @@ def make_nodes(tmp: Path, names: Sequence[str], net: str = "Net") -> list[Node]:
         joiner.join_request(founder.create_invite(net), request)
         assert founder.accept_invite(net, request, out=welcome).welcome_written
         joiner.bundle_import(welcome)
+    # Everyone learns of everyone's admission, as in a network that has synced since.
+    everything = tmp / "everything.bundle"
+    founder.bundle_export(net, everything)
+    for joiner in nodes[1:]:
+        joiner.bundle_import(everything)
     return nodes
 
 
