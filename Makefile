@@ -23,14 +23,22 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP)
+INTEROP := tests/interop
+
+# The js-libp2p peer of tests/net/test_pnet_interop.py (those tests skip, saying why,
+# when npm or the packages are missing).
+$(INTEROP)/node_modules/.package-lock.json: $(INTEROP)/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then npm ci --prefix $(INTEROP) --no-audit --no-fund --silent; \
+	else echo "npm not found: the js-libp2p interop tests will be skipped"; fi
+
+pytest: $(STAMP) $(INTEROP)/node_modules/.package-lock.json
 	$(BIN)/pytest -q
 
 bench: $(STAMP)
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis $(INTEROP)/node_modules
 
 # The terminal UI and the demo arrive with issue 7; until then these say so plainly.
 run: $(STAMP)

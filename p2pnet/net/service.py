@@ -120,13 +120,16 @@ class NetworkRuntime:
         peers: Sequence[str] = (),
         dial_members: bool = True,
         invites: bool = True,
-        psk: str | None = None,
+        private: bool = True,
         now_ms: Callable[[], int] | None = None,
     ) -> None:
         """``peers``: multiaddrs with ``/p2p/<peer id>`` to dial besides the members'
-        published addresses (``dial_members``)."""
+        published addresses (``dial_members``). ``private``: the host speaks only to
+        holders of the network's PSK (libp2p pnet); off only for tests of the layers
+        above it. ``invites``: also run the invite host (no PSK)."""
         self.node = node
         self.network_id = network_id
+        psk = node.network_secret(network_id).psk if private else None
         self.host = network_host(node.peer_seed(network_id), psk=psk)
         self.peer_id = self.host.get_id()
         self._listen = [multiaddr.Multiaddr(a) for a in listen]

@@ -21,10 +21,11 @@ from tests.net.world import close_all, make_nodes, running, wait_for
 pytestmark = pytest.mark.timeout(60)
 
 
-async def _outsider_session(address: str, proof: bytes) -> tuple[bytes, float]:
-    """An outsider's libp2p host opens the sync protocol and sends ``proof``; returns
-    what it read back before the stream ended, and how long that took."""
-    host = network_host(random_bytes(32))
+async def _outsider_session(address: str, proof: bytes, psk: bytes) -> tuple[bytes, float]:
+    """An outsider who knows the network's PSK (a former member, a leaked secret) opens
+    the sync protocol and sends ``proof``; returns what it read back before the stream
+    ended, and how long that took."""
+    host = network_host(random_bytes(32), psk=psk)
     async with host.run(listen_addrs=[multiaddr.Multiaddr("/ip4/127.0.0.1/tcp/0")]):
         info = info_from_p2p_addr(multiaddr.Multiaddr(address))
         await host.connect(info)
@@ -69,6 +70,7 @@ def test_a_non_member_is_refused_at_once(tmp_path: Path, make: object) -> None:
             received, took = await _outsider_session(
                 ra.addresses[0],
                 make(net_id, outsider_peer),  # type: ignore[operator]
+                _ana.network_secret(net_id).psk,
             )
             # The node sent its own proof (it speaks first) and nothing of the sync.
             assert len(received) < 200
@@ -82,6 +84,36 @@ def test_a_non_member_is_refused_at_once(tmp_path: Path, make: object) -> None:
         close_all(nodes)
 
 
+def test_a_host_without_the_network_psk_cannot_even_connect(tmp_path: Path) -> None:
+    nodes = make_nodes(tmp_path, ["Ana"])
+
+    async def main() -> None:
+        async with running(nodes) as (ra,):
+            for psk in (None, random_bytes(32)):  # no private network, another one
+                host = network_host(random_bytes(32), psk=psk)
+                async with host.run(listen_addrs=[]):
+                    start = trio.current_time()
+                    info = info_from_p2p_addr(multiaddr.Multiaddr(ra.addresses[0]))
+                    with pytest.raises(Exception):  # noqa: B017, PT011 - libp2p's own
+                        await _dial_sync(host, info)
+                    took = trio.current_time() - start
+                    assert took < 3.0, f"a wrong key took {took:.1f} s to fail"
+                    await host.close()
+                assert not ra.sessions
+                assert not ra.host.get_connected_peers()
+
+    try:
+        trio.run(main)
+    finally:
+        close_all(nodes)
+
+
+async def _dial_sync(host: object, info: object) -> None:
+    with trio.fail_after(10):
+        await host.connect(info)  # type: ignore[attr-defined]
+        await host.new_stream(info.peer_id, [TProtocol(PROTOCOL)])  # type: ignore[attr-defined]
+
+
 def test_a_members_proof_replayed_by_another_peer_is_refused(tmp_path: Path) -> None:
     ana, ben = nodes = make_nodes(tmp_path, ["Ana", "Ben"])
 
@@ -91,7 +123,9 @@ def test_a_members_proof_replayed_by_another_peer_is_refused(tmp_path: Path) -> 
             # Ben's genuine proof, but for his own peer id: the outsider's host has another.
             ben_peer = network_host(ben.peer_seed(net_id)).get_id().to_bytes()
             stolen = make_proof(ben.identity.public.key, ben.sign_peer(net_id, ben_peer))
-            received, took = await _outsider_session(ra.addresses[0], stolen)
+            received, took = await _outsider_session(
+                ra.addresses[0], stolen, ana.network_secret(net_id).psk
+            )
             assert len(received) < 200
             assert took < 3
             assert not ra.sessions
@@ -110,7 +144,7 @@ def test_a_peer_that_opens_no_session_is_disconnected(
 
     async def main() -> None:
         async with running(nodes) as (ra,):
-            host = network_host(random_bytes(32))
+            host = network_host(random_bytes(32), psk=nodes[0].network_secret(ra.network_id).psk)
             async with host.run(listen_addrs=[multiaddr.Multiaddr("/ip4/127.0.0.1/tcp/0")]):
                 await host.connect(info_from_p2p_addr(multiaddr.Multiaddr(ra.addresses[0])))
                 assert ra.host.get_connected_peers()
