@@ -113,6 +113,7 @@ _PENDING_KEY = "pending-joins"
 _DAY_MS = 86_400_000
 _CACHE_KEY = "state-cache"
 _PEER_KEY = "peer-key"
+_LAN_KEY = "lan-discovery"
 _EXIT_TYPES = frozenset({"leave", "close", "emergency_remove"})
 _MAX_WELCOME = 1 << 30
 
@@ -1190,6 +1191,15 @@ class Node:
                 seed = random_bytes(32)
                 tx.put(network_id, name, seed)
         return seed
+
+    def lan_discovery(self, network_id: bytes) -> bool:
+        """Whether this profile advertises and looks for the network on the local network
+        (opt-in, off by default: see docs/decisions.md "LAN discovery")."""
+        return self.profile.store.get(network_id, _LAN_KEY) == b"\x01"
+
+    def set_lan_discovery(self, ref: str, on: bool) -> None:
+        """Turn LAN discovery on or off for a network (takes effect at the next run)."""
+        self.profile.store.put(self.network_id(ref), _LAN_KEY, b"\x01" if on else b"\x00")
 
     def sign_peer(self, network_id: bytes, peer_id: bytes) -> bytes:
         """This member's signature binding libp2p ``peer_id`` to it in the network (the

@@ -150,3 +150,20 @@ def _peers(args: argparse.Namespace) -> None:
 
 def _member_names(node: Node, net: str) -> dict[bytes, str]:
     return {k: m.display_name for k, m in node.state(net).members.items()}
+
+
+def _lan(args: argparse.Namespace) -> None:
+    with _open_node(args) as node:
+        network_id = node.network_id(args.net)
+        if args.state is not None:
+            node.set_lan_discovery(args.net, on=args.state == "on")
+        on = node.lan_discovery(network_id)
+    text = (
+        "LAN discovery is on: while p2pnet runs, members on the same local network find "
+        "each other without the Internet. Others on that network can see that someone "
+        "runs p2pnet, but not which network or who (docs/decisions.md)."
+        if on
+        else "LAN discovery is off (the default): members are found only by the addresses "
+        "they publish and by --peer."
+    )
+    _emit(args, {"network_id": network_id.hex(), "lan_discovery": on}, text)

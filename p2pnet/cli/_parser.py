@@ -21,7 +21,7 @@ from p2pnet.cli._decide import (
     _propose,
 )
 from p2pnet.cli._identity import _init, _panic, _passphrase_change, _version, _whoami
-from p2pnet.cli._net import _peers, _run, _sync
+from p2pnet.cli._net import _lan, _peers, _run, _sync
 from p2pnet.cli._network import (
     _invite_accept,
     _invite_create,
@@ -115,6 +115,9 @@ def _net_commands(commands: Any) -> None:
     sync.add_argument("--once", action="store_true", help="stop after the first peer")
     sync.add_argument("--timeout", type=float, default=30.0, help="seconds (default 30)")
     _leaf(commands, "peers", _peers, "connections, addresses and last sync", "net")
+    help_text = "show or set LAN discovery for a network (off by default)"
+    lan = _leaf(commands, "lan", _lan, help_text, "net")
+    lan.add_argument("state", nargs="?", choices=["on", "off"], help="on or off")
 
 
 def _network_commands(commands: Any) -> None:

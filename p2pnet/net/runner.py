@@ -31,6 +31,7 @@ from typing import IO, Any
 import trio
 
 from p2pnet.errors import NodeError
+from p2pnet.net.lan import LanDiscovery, LanNetwork, LanUnavailable
 from p2pnet.net.service import NetworkRuntime, PeerStatus
 from p2pnet.node import Node, now_ms
 from protocol import wire
@@ -44,6 +45,7 @@ __all__ = [
     "redact",
     "run_until_stopped",
     "setup_logging",
+    "start_lan",
     "sync_now",
 ]
 
@@ -203,12 +205,13 @@ def run_until_stopped(
                 name = node.state(runtime.network_id.hex()).name
                 say(f"{name}: listening on {', '.join(runtime.addresses)}")
             nursery.start_soon(_keep_status, node, runtimes)
-            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-                if stop is None:
+            await start_lan(nursery, node, runtimes, say)
+            if stop is None:
+                with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
                     async for _ in signals:
                         break
-                else:
-                    await stop.wait()
+            else:
+                await stop.wait()
             say("stopping…")
             with trio.CancelScope(shield=True):
                 for runtime in runtimes:
@@ -217,6 +220,40 @@ def run_until_stopped(
             nursery.cancel_scope.cancel()
 
     trio.run(main)
+
+
+async def start_lan(
+    nursery: trio.Nursery,
+    node: Node,
+    runtimes: Sequence[NetworkRuntime],
+    say: Callable[[str], None],
+    *,
+    interfaces: Sequence[str] | None = None,
+) -> None:
+    """LAN discovery for the networks that opted in: members found on the local network
+    become dial targets of their network's runtime (membership is still proven)."""
+    by_id = {r.network_id: r for r in runtimes if node.lan_discovery(r.network_id)}
+    if not by_id:
+        return
+    networks = []
+    for runtime in by_id.values():
+        port = next((a.value_for_protocol("tcp") for a in runtime.host.get_addrs()), None)
+        if port:
+            secret = node.network_secret(runtime.network_id)
+            networks.append(LanNetwork(secret, str(runtime.peer_id), int(port)))
+
+    def found(network_id: bytes, peer_id: str, addrs: list[str]) -> None:
+        runtime = by_id.get(network_id)
+        if runtime is not None:
+            runtime.found_on_lan(peer_id, addrs)
+
+    discovery = LanDiscovery(networks, found, interfaces=interfaces)
+    try:
+        await nursery.start(discovery.run)
+    except LanUnavailable as exc:
+        say(f"LAN discovery is not available here: {exc}")
+        return
+    say(f"LAN discovery on for {len(networks)} network(s)")
 
 
 @dataclass(frozen=True, slots=True)

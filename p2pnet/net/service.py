@@ -244,6 +244,17 @@ class NetworkRuntime:
         """Look at the store for something new to push, now."""
         self._nudge.set()
 
+    def found_on_lan(self, peer_id: str, addresses: list[str]) -> None:
+        """LAN discovery saw a member's advert: dial it (membership is proven as ever)."""
+        try:
+            peer = ID.from_base58(peer_id)
+            parsed = [multiaddr.Multiaddr(a) for a in addresses]
+        except Exception:  # a member's advert we cannot use
+            log.debug("an unusable LAN advert")
+            return
+        self.lan_found[peer] = parsed
+        self.nudge()
+
     def add_peer(self, address: str) -> None:
         """Dial this multiaddr (with ``/p2p/<peer id>``) from now on."""
         self._extra.append(info_from_p2p_addr(multiaddr.Multiaddr(address)))

@@ -139,3 +139,14 @@ def _log_and_check(path: Path) -> None:
     for secret in (peer, "203.0.113.9", "4001", "10.0.0.7", "fe80::1:2"):
         assert secret not in text
     assert oct(path.stat().st_mode & 0o777) == "0o600"
+
+
+def test_lan_discovery_is_off_until_turned_on(tmp_path: Path) -> None:
+    close_all(make_nodes(tmp_path, ["Ana"]))
+    shown = _cli(tmp_path / "ana", "--json", "lan", "Net")
+    assert json.loads(shown.stdout)["lan_discovery"] is False
+    turned = _cli(tmp_path / "ana", "--json", "lan", "Net", "on")
+    assert json.loads(turned.stdout)["lan_discovery"] is True
+    assert json.loads(_cli(tmp_path / "ana", "--json", "lan", "Net").stdout)["lan_discovery"]
+    bad = _cli(tmp_path / "ana", "lan", "Net", "maybe")
+    assert bad.returncode == 1

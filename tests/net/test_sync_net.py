@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import trio
 
+from p2pnet.net.runner import start_lan
 from tests.net.world import close_all, make_nodes, running, wait_for
 
 pytestmark = pytest.mark.timeout(60)
@@ -75,3 +76,33 @@ def test_partitioned_nodes_converge_when_they_meet_again(tmp_path: Path) -> None
         trio.run(main)
     finally:
         close_all(nodes)
+
+
+def test_members_find_each_other_on_the_lan_only_when_opted_in(tmp_path: Path) -> None:
+    ana, ben = nodes = make_nodes(tmp_path, ["Ana", "Ben"])
+    for node in nodes:
+        node.set_lan_discovery("Net", on=True)
+    said: list[str] = []
+
+    async def main() -> None:
+        async with running(nodes, links={1: []}) as (ra, rb):  # nobody dials anybody
+            assert ana.lan_discovery(ra.network_id)
+            async with trio.open_nursery() as nursery:
+                for node, runtime in ((ana, ra), (ben, rb)):
+                    await start_lan(nursery, node, [runtime], said.append, interfaces=["127.0.0.1"])
+                if any("not available" in line for line in said):
+                    pytest.skip(f"multicast on loopback does not work here: {said}")
+                await wait_for(lambda: ra.sessions and rb.sessions, 15, "found on the LAN")
+                ana.propose("Net", title="Found you")
+                await wait_for(lambda: "Found you" in _titles(ben), 3, "synced over it")
+                nursery.cancel_scope.cancel()
+
+    try:
+        trio.run(main)
+    finally:
+        close_all(nodes)
+    (cyd,) = make_nodes(tmp_path / "fresh", ["Cyd"])
+    try:
+        assert not cyd.lan_discovery(cyd.network_id("Net"))  # off unless asked for
+    finally:
+        cyd.close()
