@@ -195,7 +195,10 @@ class NetworkRuntime:
         if self.invite_host is None:
             yield
             return
-        async with self.invite_host.run(listen_addrs=self._listen):
+        # The same interfaces on ports of its own: sharing the sync host's port (the OS
+        # lets both bind it) would hand members' connections to the host without the PSK.
+        listen = [multiaddr.Multiaddr(_any_port(str(a))) for a in self._listen]
+        async with self.invite_host.run(listen_addrs=listen):
             await quiet_auto_connector(self.invite_host)
             yield
 
@@ -496,6 +499,15 @@ class NetworkRuntime:
 
     def _status(self, peer: ID) -> PeerStatus:
         return self.status.setdefault(peer, PeerStatus(str(peer)))
+
+
+def _any_port(address: str) -> str:
+    """``address`` with its TCP port replaced by 0 (any free port)."""
+    head, sep, tail = address.partition("/tcp/")
+    if not sep:
+        return address
+    rest = tail.split("/", 1)
+    return f"{head}/tcp/0" + (f"/{rest[1]}" if len(rest) > 1 else "")
 
 
 def _remote_address(stream: INetStream) -> str:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
 import trio
 
 from p2pnet.net.runner import start_lan
-from tests.net.world import close_all, make_nodes, running, wait_for
+from p2pnet.net.service import NetworkRuntime
+from tests.net.world import LOOPBACK, close_all, make_nodes, running, wait_for
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -106,3 +108,43 @@ def test_members_find_each_other_on_the_lan_only_when_opted_in(tmp_path: Path) -
         assert not cyd.lan_discovery(cyd.network_id("Net"))  # off unless asked for
     finally:
         cyd.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_a_node_reconnects_by_itself_when_its_peer_comes_back(tmp_path: Path) -> None:
+    ana, ben = nodes = make_nodes(tmp_path, ["Ana", "Ben"])
+    port = _free_port()
+    fixed = (f"/ip4/127.0.0.1/tcp/{port}",)
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            ra = NetworkRuntime(ana, ana.network_id("Net"), listen=fixed, dial_members=False)
+            await nursery.start(ra.run)
+            rb = NetworkRuntime(
+                ben, ben.network_id("Net"), listen=LOOPBACK, peers=[ra.addresses[0]],
+                dial_members=False,
+            )  # fmt: skip
+            await nursery.start(rb.run)
+            await wait_for(lambda: rb.sessions, 5, "connected")
+            await ra.stop()  # Ana goes away...
+            await wait_for(lambda: not rb.sessions, 5, "Ben notices")
+            ana.propose("Net", title="Written while apart")
+            again = NetworkRuntime(ana, ana.network_id("Net"), listen=fixed, dial_members=False)
+            await nursery.start(again.run)  # ...and comes back on the same address
+            took = await wait_for(
+                lambda: "Written while apart" in _titles(ben), 15, "Ben reconnected by himself"
+            )
+            assert took < 15
+            await again.stop()
+            await rb.stop()
+            nursery.cancel_scope.cancel()
+
+    try:
+        trio.run(main)
+    finally:
+        close_all(nodes)
