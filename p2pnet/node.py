@@ -1098,6 +1098,18 @@ class Node:
         write_private_file(path, [data])
         return sum(1 for d in state.decisions.values() if d.status == "closed")
 
+    def log_check(self, ref: str) -> LogReport:
+        """Export the network's decision log in memory and verify it, as anyone holding
+        the file would (no file is written)."""
+        net = self._net(ref)
+        data = export_log(
+            net.state(),
+            net.holdings.replica.ops(),
+            key=net.secret.export_key,
+            nonce=random_bytes(24),
+        )
+        return verify_log(data, keys={net.secret.export_key.epoch_id: net.secret.export_key})
+
     def log_verify(self, path: Path) -> LogReport:
         """Check a decision log file, with the export keys of every network we hold."""
         data = read_limited(path, MAX_LOG_BYTES, f"{path} is too large to be a decision log")
@@ -1349,6 +1361,8 @@ class _StoreHoldings:
             unverified = [(e.envelope_id, e.raw) for e in kept if e.envelope_id in unattributed]
             self.written = self._store(verified, unverified)
             self.kept = [e.raw for e in kept]
+            if kept:
+                self._node._emit(NodeEvent("ops", self._net.network_id, len(kept)))
 
     def _store(
         self,

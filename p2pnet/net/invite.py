@@ -22,7 +22,7 @@ fresh random peer key each time, so attempts are not linkable to each other.
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,7 +39,14 @@ from p2pnet.node import Node
 from protocol import RemoteProtocolError
 from protocol.invite import InviteCode
 
-__all__ = ["INVITE_PROTOCOL", "JoinOutcome", "ask_to_join", "invite_handler"]
+__all__ = [
+    "INVITE_PROTOCOL",
+    "JoinOutcome",
+    "ask_once",
+    "ask_to_join",
+    "invite_handler",
+    "join_async",
+]
 
 INVITE_PROTOCOL = "/p2pnet/invite/1.0.0"
 MAX_REQUEST = 8192
@@ -167,6 +174,47 @@ async def _ask(
     return JoinOutcome("pending" if status == PENDING else "refused", note)
 
 
+async def join_async(
+    node: Node,
+    code: InviteCode,
+    *,
+    wait_s: float = 600.0,
+    retry_s: float = 5.0,
+    say: Callable[[str], None] = lambda _: None,
+    progress: Callable[[int, int], None] | None = None,
+) -> None:
+    """Ask online until welcomed (then join), refused, or ``wait_s`` passed; on the trio
+    thread that owns ``node``.
+
+    Raises:
+        NodeError: refused, no answer, or still pending after ``wait_s``.
+    """
+    _network_id, request = node.join_request_bytes(code)
+    deadline = trio.current_time() + wait_s
+    told_pending = False
+    while True:
+        outcome = await ask_once(code, request, progress=progress)
+        if outcome.status == "welcome":
+            assert outcome.welcome is not None
+            try:
+                node.import_welcome(outcome.welcome)
+            except RemoteProtocolError as exc:
+                raise NodeError(str(exc)) from None
+            say("Welcome received: you are a member.")
+            return
+        if outcome.status == "refused":
+            raise NodeError(f"the inviter's node refused: {outcome.note}")
+        if not told_pending:
+            say(f"Admission decision pending: {outcome.note}. Waiting…")
+            told_pending = True
+        if trio.current_time() + retry_s > deadline:
+            raise NodeError(
+                "still pending: run the same join command again later "
+                "(your request stays valid while the decision is open)"
+            )
+        await trio.sleep(retry_s)
+
+
 def ask_to_join(
     node: Node,
     code: InviteCode,
@@ -175,44 +223,14 @@ def ask_to_join(
     retry_s: float = 5.0,
     say: Callable[[str], None] = lambda _: None,
     progress: Callable[[int, int], None] | None = None,
-) -> Sequence[str]:
-    """Ask online until welcomed (then join), refused, or ``wait_s`` passed. Returns the
-    lines said.
+) -> None:
+    """:func:`join_async` in a trio run of its own (the command line).
 
     Raises:
         NodeError: refused, no answer, or still pending after ``wait_s``.
     """
-    _network_id, request = node.join_request_bytes(code)
-    said: list[str] = []
 
-    def tell(line: str) -> None:
-        said.append(line)
-        say(line)
+    async def main() -> None:
+        await join_async(node, code, wait_s=wait_s, retry_s=retry_s, say=say, progress=progress)
 
-    async def main() -> bytes:
-        deadline = trio.current_time() + wait_s
-        told_pending = False
-        while True:
-            outcome = await ask_once(code, request, progress=progress)
-            if outcome.status == "welcome":
-                assert outcome.welcome is not None
-                return outcome.welcome
-            if outcome.status == "refused":
-                raise NodeError(f"the inviter's node refused: {outcome.note}")
-            if not told_pending:
-                tell(f"Admission decision pending: {outcome.note}. Waiting…")
-                told_pending = True
-            if trio.current_time() + retry_s > deadline:
-                raise NodeError(
-                    "still pending: run the same join command again later "
-                    "(your request stays valid while the decision is open)"
-                )
-            await trio.sleep(retry_s)
-
-    try:
-        welcome = trio.run(main)
-    except RemoteProtocolError as exc:
-        raise NodeError(str(exc)) from None
-    node.import_welcome(welcome)
-    tell("Welcome received: you are a member.")
-    return said
+    trio.run(main)

@@ -1,0 +1,152 @@
+"""The node and its networks in a thread of their own, for a UI that runs its own loop.
+
+DESIGN.md: the TUI runs on asyncio; the node's trio side runs in one dedicated thread
+beside it. :class:`NodeThread` owns that thread. Every call into the :class:`Node` goes
+through :meth:`NodeThread.call`, which runs it on the trio thread (the Node and its SQLite
+connection are used from that thread only), and node events are handed to ``on_event``
+from there (the UI passes them on to its own loop, e.g. Textual's ``post_message``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+import trio
+
+from p2pnet.errors import NodeError
+from p2pnet.net.service import NetworkRuntime
+from p2pnet.node import Node, NodeEvent
+
+__all__ = ["NodeThread"]
+
+T = TypeVar("T")
+
+
+class NodeThread:
+    """``with NodeThread(node, ...) as thread: thread.call(node.propose, ...)``."""
+
+    def __init__(
+        self,
+        node: Node,
+        *,
+        network: bool = True,
+        listen: Sequence[str] = ("/ip4/0.0.0.0/tcp/0",),
+        peers: Sequence[str] = (),
+        dial_members: bool = True,
+        on_event: Callable[[NodeEvent], None] | None = None,
+    ) -> None:
+        self.node = node
+        self._network = network
+        self._listen = tuple(listen)
+        self._peers = tuple(peers)
+        self._dial_members = dial_members
+        self._on_event = on_event
+        self._token: trio.lowlevel.TrioToken | None = None
+        self._ready = threading.Event()
+        self._stop: trio.Event | None = None
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+        self.runtimes: dict[bytes, NetworkRuntime] = {}
+        self._nursery: trio.Nursery | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def start(self) -> NodeThread:
+        """Start the thread (and the networks' hosts); returns once they listen.
+
+        Raises:
+            NodeError: the thread could not start its networks.
+        """
+        self._thread = threading.Thread(target=self._main, name="p2pnet-node", daemon=True)
+        self._thread.start()
+        self._ready.wait(timeout=30)
+        if self._error is not None:
+            raise NodeError(f"the network could not start: {self._error}") from None
+        return self
+
+    def __enter__(self) -> NodeThread:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        """Stop the networks and the thread (idempotent). The Node stays open."""
+        if self._token is not None and self._stop is not None:
+            stop = self._stop
+            with contextlib.suppress(trio.RunFinishedError):
+                trio.from_thread.run_sync(stop.set, trio_token=self._token)
+        if self._thread is not None:
+            self._thread.join(timeout=15)
+            self._thread = None
+
+    def _main(self) -> None:
+        try:
+            trio.run(self._run)
+        except BaseException as exc:  # reported to start(), never lost
+            self._error = exc
+            self._ready.set()
+
+    async def _run(self) -> None:
+        self._token = trio.lowlevel.current_trio_token()
+        self._stop = trio.Event()
+        unsubscribe = self.node.subscribe(self._event)
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                if self._network:
+                    for network_id in self.node.network_ids():
+                        await self._start_network(network_id)
+                self._ready.set()
+                await self._stop.wait()
+                with trio.CancelScope(shield=True):
+                    for runtime in list(self.runtimes.values()):
+                        await runtime.stop()
+                nursery.cancel_scope.cancel()
+        finally:
+            unsubscribe()
+            self._nursery = None
+
+    async def _start_network(self, network_id: bytes) -> None:
+        if network_id in self.runtimes or self._nursery is None:
+            return
+        runtime = NetworkRuntime(
+            self.node,
+            network_id,
+            listen=self._listen,
+            peers=self._peers,
+            dial_members=self._dial_members,
+        )
+        await self._nursery.start(runtime.run)
+        self.runtimes[network_id] = runtime
+
+    def _event(self, event: NodeEvent) -> None:
+        if event.kind == "network" and event.network_id is not None and self._network:
+            # A network joined or created while running: put it on the network too.
+            assert self._nursery is not None
+            self._nursery.start_soon(self._start_network, event.network_id)
+        if self._on_event is not None:
+            self._on_event(event)
+
+    # -- calls ---------------------------------------------------------------------------
+
+    def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run ``fn(*args, **kwargs)`` on the node's thread and return its result (or
+        raise its exception). Without a running thread, runs it here."""
+        if self._token is None or self._thread in (None, threading.current_thread()):
+            return fn(*args, **kwargs)  # not started, or already on the node's thread
+        return trio.from_thread.run_sync(lambda: fn(*args, **kwargs), trio_token=self._token)
+
+    def run_async(self, afn: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """Run ``await afn(*args)`` on the node's thread, from another thread."""
+        if self._token is None:
+            raise NodeError("the node's thread is not running")
+        return trio.from_thread.run(afn, *args, trio_token=self._token)
+
+    def peers_online(self, network_id: bytes) -> int:
+        """How many peers of the network have a live session now."""
+        runtime = self.runtimes.get(network_id)
+        return len(runtime.sessions) if runtime is not None else 0

@@ -1,0 +1,274 @@
+"""The terminal app driven by Textual's pilot: every main flow, bad input, panic."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from textual.widgets import Button, DataTable, Input, Label, Select, Static
+
+from crypto import KdfParams
+from p2pnet.net.background import NodeThread
+from p2pnet.node import Node
+from p2pnet.profile import profile_dir
+from tui.app import P2pnetApp
+from tui.forms import CreateNetworkForm, PositionForm, ProposeForm, ShowText, VerifyForm
+from tui.screens import DecisionScreen, NetworkScreen, NetworksScreen, UnlockScreen
+
+pytestmark = [pytest.mark.timeout(60), pytest.mark.anyio]
+FAST = KdfParams.insecure_for_tests()
+PASS = "correct horse battery staple"
+SIZE = (100, 30)
+LOOPBACK = ("/ip4/127.0.0.1/tcp/0",)
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"  # Textual runs on asyncio (anyio's pytest plugin drives the tests)
+
+
+def _app(home: Path) -> P2pnetApp:
+    return P2pnetApp(home, network=False, kdf=FAST)
+
+
+def _cells(app: P2pnetApp, table_id: str) -> list[list[str]]:
+    table = app.screen.query_one(table_id, DataTable)
+    return [[str(c) for c in table.get_row_at(i)] for i in range(table.row_count)]
+
+
+async def _press(pilot: object, selector: str) -> None:
+    app = pilot.app  # type: ignore[attr-defined]
+    app.screen.query_one(selector, Button).press()
+    await pilot.pause()  # type: ignore[attr-defined]
+
+
+async def _type(pilot: object, selector: str, text: str) -> None:
+    app = pilot.app  # type: ignore[attr-defined]
+    field = app.screen.query_one(selector, Input)
+    field.value = text
+
+
+async def test_onboarding_creates_an_identity_and_shows_the_networks(tmp_path: Path) -> None:
+    app = _app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await _type(pilot, "#name", "Shirin")
+        await _type(pilot, "#pass", "short")
+        await pilot.pause()
+        assert "too short" in str(app.screen.query_one("#strength", Label).render())
+        await _type(pilot, "#again", "short")
+        await _press(pilot, "#create")
+        assert "at least 10" in str(app.screen.query_one("#error", Label).render())
+        assert not (profile_dir(tmp_path, "default") / "keystore").exists()  # nothing made
+        await _type(pilot, "#pass", PASS)
+        await _type(pilot, "#again", PASS + " typo")
+        await _press(pilot, "#create")
+        assert "differ" in str(app.screen.query_one("#error", Label).render())
+        await _type(pilot, "#again", PASS)
+        await _press(pilot, "#create")
+        assert isinstance(app.screen, NetworksScreen)
+    with Node.open(tmp_path, "default", PASS) as node:
+        assert node.name == "Shirin"
+
+
+def _profile_with_network(home: Path, *, with_ben: bool = False) -> None:
+    with Node.create(home, "default", PASS, name="Ana", kdf=FAST) as ana:
+        ana.create_network("Union", "coordination")
+        if with_ben:
+            version = ana.add_agreement("Union", kind="charter", title="Charter", text="We agree.")
+            ana.propose("Union", title="Adopt", kind="agreement_adoption", subject=version.op_id)
+            ana.position("Union", "Adopt", "yes")
+            ana.close_decision("Union", "Adopt")
+            ben = Node.create(home / "ben", "default", PASS, name="Ben", kdf=FAST)
+            request, welcome = home / "ben.request", home / "ben.welcome"
+            ben.join_request(ana.create_invite("Union"), request)
+            ana.accept_invite("Union", request, out=welcome)
+            ben.bundle_import(welcome)
+            ben.close()
+
+
+async def _unlock(pilot: object) -> None:
+    await _type(pilot, "#pass", PASS)
+    await _press(pilot, "#unlock")
+
+
+async def _open_network(pilot: object, tab: str) -> NetworkScreen:
+    app = pilot.app  # type: ignore[attr-defined]
+    await pilot.press("enter")  # type: ignore[attr-defined]
+    await pilot.pause()  # type: ignore[attr-defined]
+    screen = app.screen
+    assert isinstance(screen, NetworkScreen)
+    screen.query_one("#tabs").active = tab
+    await pilot.pause()  # type: ignore[attr-defined]
+    return screen
+
+
+async def test_a_wrong_passphrase_says_so_and_changes_nothing(tmp_path: Path) -> None:
+    _profile_with_network(tmp_path)
+    before = sorted(p.stat().st_mtime_ns for p in profile_dir(tmp_path, "default").iterdir())
+    app = _app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        assert isinstance(app.screen, UnlockScreen)
+        await _type(pilot, "#pass", "not the passphrase")
+        await _press(pilot, "#unlock")
+        assert "Wrong passphrase" in str(app.screen.query_one("#error", Label).render())
+        assert isinstance(app.screen, UnlockScreen)
+    after = sorted(p.stat().st_mtime_ns for p in profile_dir(tmp_path, "default").iterdir())
+    assert before == after
+
+
+async def test_create_a_network_with_inline_errors_first(tmp_path: Path) -> None:
+    with Node.create(tmp_path, "default", PASS, name="Ana", kdf=FAST):
+        pass
+    app = _app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await _unlock(pilot)
+        await pilot.press("n")
+        await pilot.pause()
+        form = app.screen
+        assert isinstance(form, CreateNetworkForm)
+        await _press(pilot, "#ok")
+        assert "name" in str(form.query_one("#error", Label).render())
+        await _type(pilot, "#name", "شبکه‌ی همبستگی")  # Persian: stored and shown intact
+        await _press(pilot, "#ok")
+        assert "type" in str(form.query_one("#error", Label).render())
+        form.query_one("#type", Select).value = "coordination"
+        await pilot.pause()
+        assert "Rules by default" in str(form.query_one("#explain", Static).render())
+        await _press(pilot, "#ok")
+        assert isinstance(app.screen, NetworksScreen)
+        assert _cells(app, "#networks")[0][0] == "شبکه‌ی همبستگی"
+    with Node.open(tmp_path, "default", PASS) as node:
+        assert [s.name for s in node.networks()] == ["شبکه‌ی همبستگی"]
+
+
+async def test_propose_take_positions_and_close(tmp_path: Path) -> None:
+    _profile_with_network(tmp_path)
+    app = _app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await _unlock(pilot)
+        await _open_network(pilot, "decisions")
+        await pilot.press("p")
+        await pilot.pause()
+        form = app.screen
+        assert isinstance(form, ProposeForm)
+        await _press(pilot, "#ok")
+        assert "title" in str(form.query_one("#error", Label).render())
+        await _type(pilot, "#title", "جلسه در کتابخانه")
+        await _type(pilot, "#quorum", "3/2")
+        await _press(pilot, "#ok")
+        assert "quorum" in str(form.query_one("#error", Label).render())
+        await _type(pilot, "#quorum", "1/2")
+        form.query_one("#rule", Select).value = "consensus"
+        await _press(pilot, "#ok")
+        network = app.screen
+        assert isinstance(network, NetworkScreen)
+        assert _cells(app, "#decisions-table")[0][:3] == ["جلسه در کتابخانه", "consensus", "open"]
+        await pilot.press("enter")
+        await pilot.pause()
+        assert isinstance(app.screen, DecisionScreen)
+        await pilot.press("s")
+        await pilot.pause()
+        position = app.screen
+        assert isinstance(position, PositionForm)
+        position.query_one("#stance", Select).value = "block"
+        await _press(pilot, "#ok")
+        assert "needs a reason" in str(position.query_one("#error", Label).render())
+        await _type(pilot, "#reason", "Not before we ask the neighbours")
+        await _press(pilot, "#ok")
+        detail = str(app.screen.query_one("#detail", Static).render())
+        assert "block — Not before we ask the neighbours" in detail
+        assert "If closed now: blocked" in detail
+        await pilot.press("c")
+        await pilot.pause()
+        await _press(pilot, "#ok")
+        assert "(closed)" in str(app.screen.query_one("#detail", Static).render())
+        await pilot.press("s")  # positions on a closed decision: a notice, nothing else
+        await pilot.pause()
+        assert isinstance(app.screen, DecisionScreen)
+    with Node.open(tmp_path, "default", PASS) as node:
+        (decision,) = node.state("Union").decisions.values()
+        assert decision.status == "closed"
+        assert decision.outcome is not None
+        assert decision.outcome.outcome == "blocked"
+        assert len(decision.positions) == 1
+
+
+async def test_invite_endorse_and_verify_in_person(tmp_path: Path) -> None:
+    _profile_with_network(tmp_path, with_ben=True)
+    with Node.open(tmp_path, "default", PASS) as ana:
+        ben_key = next(k for k, m in ana.state("Union").members.items() if m.display_name == "Ben")
+    app = _app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await _unlock(pilot)
+        screen = await _open_network(pilot, "agreements")
+        await pilot.press("i")
+        await pilot.pause()
+        assert isinstance(app.screen, ShowText)
+        assert "P2P1-" in str(app.screen.query_one("#shown", Static).render())
+        await pilot.press("escape")
+        await pilot.pause()
+        screen.query_one("#agreements-table", DataTable).focus()
+        await pilot.press("e")
+        await pilot.pause()
+        assert _cells(app, "#agreements-table")[0][4] == "Ana"
+        screen.query_one("#tabs").active = "members"
+        await pilot.pause()
+        table = screen.query_one("#members-table", DataTable)
+        table.focus()
+        table.move_cursor(row=table.get_row_index(ben_key.hex()))
+        await pilot.press("v")
+        await pilot.pause()
+        verify = app.screen
+        assert isinstance(verify, VerifyForm)
+        digits = str(verify.query_one("#digits", Static).render())
+        assert len(digits.replace(" ", "")) == 60
+        await _press(pilot, "#differ")
+        assert isinstance(app.screen, VerifyForm)  # nothing recorded, the warning shown
+        assert "Do not trust" in str(verify.query_one("#error", Label).render())
+        await _press(pilot, "#ok")
+        assert isinstance(app.screen, NetworkScreen)
+        row = _cells(app, "#members-table")[table.get_row_index(ben_key.hex())]
+        assert row[4] == "Ana"
+    with Node.open(tmp_path, "default", PASS) as ana:
+        assert ana.identity.public.key in ana.state("Union").members[ben_key].verified_by
+
+
+async def test_panic_asks_once_then_leaves_nothing(tmp_path: Path) -> None:
+    _profile_with_network(tmp_path)
+    app = _app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await _unlock(pilot)
+        await pilot.press("ctrl+x")
+        await pilot.pause()
+        await pilot.press("escape")  # cancelled: nothing happens
+        await pilot.pause()
+        assert profile_dir(tmp_path, "default").exists()
+        await pilot.press("ctrl+x")
+        await pilot.pause()
+        await _press(pilot, "#ok")
+    assert not profile_dir(tmp_path, "default").exists()
+
+
+async def test_an_op_from_a_peer_appears_without_a_key_press(tmp_path: Path) -> None:
+    _profile_with_network(tmp_path, with_ben=True)
+    ben = Node.open(tmp_path / "ben", "default", PASS)
+    ben_thread = NodeThread(ben, listen=LOOPBACK, dial_members=False).start()
+    try:
+        address = ben_thread.runtimes[ben.network_id("Union")].addresses[0]
+        app = P2pnetApp(tmp_path, kdf=FAST, listen=LOOPBACK, peers=[address])
+        async with app.run_test(size=SIZE) as pilot:
+            await _unlock(pilot)
+            await _open_network(pilot, "decisions")
+            for _ in range(200):
+                if app._thread and app._thread.peers_online(ben.network_id("Union")):
+                    break
+                await pilot.pause(0.05)
+            ben_thread.call(ben.propose, "Union", title="Pushed from Ben's node")
+            for _ in range(100):  # no key is pressed meanwhile
+                if any(r[0] == "Pushed from Ben's node" for r in _cells(app, "#decisions-table")):
+                    break
+                await pilot.pause(0.05)
+            assert any(r[0] == "Pushed from Ben's node" for r in _cells(app, "#decisions-table"))
+    finally:
+        ben_thread.stop()
+        ben.close()

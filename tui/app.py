@@ -1,0 +1,273 @@
+"""The p2pnet terminal app: keyboard first, honest about what is and is not secret.
+
+It talks to the node only through the :class:`~p2pnet.node.Node` API, on the node's own
+thread (:class:`~p2pnet.net.background.NodeThread`); node events arrive as Textual
+messages, so an op from a peer appears without a key press. Errors become notifications
+with the remedy, never tracebacks.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+from textual.app import App
+from textual.binding import Binding, BindingType
+from textual.message import Message
+
+from crypto import CryptoError, KdfParams, KeystoreLocked
+from p2pnet.errors import P2pnetError
+from p2pnet.net.background import NodeThread
+from p2pnet.node import Node, NodeEvent
+from p2pnet.profile import ProfileError, profile_dir
+from protocol import ProtocolError
+from protocol.settings import defaults_for
+from protocol.vocabulary import NETWORK_TYPES
+from tui.forms import ConfirmForm
+from tui.screens import NetworksScreen, OnboardingScreen, UnlockScreen
+
+__all__ = ["P2pnetApp"]
+
+T = TypeVar("T")
+IDLE_LOCK_S = 10 * 60
+
+
+class NodeChanged(Message):
+    """Something changed in the node (posted from the node's thread)."""
+
+    def __init__(self, event: NodeEvent) -> None:
+        super().__init__()
+        self.event = event
+
+
+class P2pnetApp(App[None]):
+    """``P2pnetApp(home, profile).run()``."""
+
+    TITLE = "p2pnet"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("ctrl+x", "panic", "Panic wipe", priority=True),
+        Binding("ctrl+l", "lock", "Lock"),
+        Binding("ctrl+q", "quit", "Quit", priority=True),
+    ]
+
+    def __init__(
+        self,
+        home: Path,
+        profile: str = "default",
+        *,
+        network: bool = True,
+        listen: Sequence[str] = ("/ip4/0.0.0.0/tcp/0",),
+        peers: Sequence[str] = (),
+        kdf: KdfParams | None = None,
+        node: Node | None = None,
+        idle_lock_s: float = IDLE_LOCK_S,
+    ) -> None:
+        """``node``: an already unlocked node (the demo); ``kdf``: the key derivation for
+        a new profile (tests use a cheap one)."""
+        super().__init__()
+        self.home = home
+        self.profile = profile
+        self._network = network
+        self._listen = tuple(listen)
+        self._peers = tuple(peers)
+        self._kdf = kdf
+        self._given = node
+        self._thread: NodeThread | None = None
+        self._idle_lock_s = idle_lock_s
+        self._last_input = time.monotonic()
+
+    # -- the node --------------------------------------------------------------------------
+
+    @property
+    def node(self) -> Node:
+        assert self._thread is not None, "locked"
+        return self._thread.node
+
+    def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run a node call on the node's thread."""
+        assert self._thread is not None, "locked"
+        return self._thread.call(fn, *args, **kwargs)
+
+    def attempt(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T | None:
+        """:meth:`call`, turning any failure a user or a peer can cause into a notice."""
+        try:
+            return self.call(fn, *args, **kwargs)
+        except (P2pnetError, ProtocolError, CryptoError, OSError, ValueError) as exc:
+            self.notify(str(exc) or type(exc).__name__, severity="error", timeout=8)
+            return None
+
+    def _opened(self, node: Node) -> None:
+        self._thread = NodeThread(
+            node,
+            network=self._network,
+            listen=self._listen,
+            peers=self._peers,
+            on_event=self._node_event,
+        )
+        try:
+            self._thread.start()
+        except P2pnetError as exc:
+            self.notify(f"{exc}. Working offline.", severity="warning", timeout=10)
+            self._thread = NodeThread(node, network=False)
+            self._thread.start()
+        self.switch_screen(NetworksScreen())
+
+    def _node_event(self, event: NodeEvent) -> None:
+        self.post_message(NodeChanged(event))  # thread-safe: from the node's thread
+
+    def on_node_changed(self, message: NodeChanged) -> None:
+        screen = self.screen
+        refresh = getattr(screen, "refresh_data", None)
+        if refresh is not None and self._thread is not None:
+            try:
+                refresh()
+            except (P2pnetError, KeyError) as exc:
+                self.notify(str(exc), severity="warning")
+
+    # -- start, unlock, lock ---------------------------------------------------------------
+
+    def on_mount(self) -> None:
+        self.set_interval(5, self._check_idle)
+        if self._given is not None:
+            self.push_screen(UnlockScreen())
+            self._opened(self._given)
+        elif (profile_dir(self.home, self.profile) / "keystore").exists():
+            self.push_screen(UnlockScreen())
+        else:
+            self.push_screen(OnboardingScreen())
+
+    def create_identity(self, name: str, passphrase: str) -> None:
+        try:
+            node = Node.create(self.home, self.profile, passphrase, name=name, kdf=self._kdf)
+        except (P2pnetError, ProfileError, CryptoError, OSError) as exc:
+            self.notify(str(exc), severity="error")
+            return
+        self._opened(node)
+
+    def unlock(self, passphrase: str) -> None:
+        try:
+            node = Node.open(self.home, self.profile, passphrase)
+        except KeystoreLocked:
+            self._unlock_failed("Wrong passphrase. Nothing was changed.")
+            return
+        except (P2pnetError, ProfileError, CryptoError, OSError) as exc:
+            self._unlock_failed(f"{exc}")
+            return
+        self._opened(node)
+
+    def _unlock_failed(self, text: str) -> None:
+        screen = self.screen
+        if isinstance(screen, UnlockScreen):
+            screen.failed(text)
+
+    def _close_node(self) -> None:
+        if self._thread is not None:
+            thread, self._thread = self._thread, None
+            thread.stop()
+            thread.node.close()
+
+    def action_lock(self) -> None:
+        if self._thread is None:
+            return
+        self._close_node()
+        while len(self.screen_stack) > 1:
+            self.pop_screen()
+        self.push_screen(UnlockScreen())
+        self.notify("Locked.")
+
+    def on_key(self) -> None:
+        self._last_input = time.monotonic()
+
+    def _check_idle(self) -> None:
+        if self._thread is not None and time.monotonic() - self._last_input > self._idle_lock_s:
+            self.action_lock()
+
+    def action_panic(self) -> None:
+        def done(yes: bool | None) -> None:
+            if not yes:
+                return
+            self._close_node()
+            Node.panic(self.home, self.profile)
+            self.exit(message="The profile was wiped from this device.")
+
+        self.push_screen(
+            ConfirmForm(
+                "Panic: wipe this profile now?",
+                "Your identity, your networks and everything this device holds of them are "
+                "destroyed. Other members keep theirs. This cannot be undone.",
+                "Wipe everything",
+            ),
+            done,
+        )
+
+    def on_unmount(self) -> None:
+        self._close_node()
+
+    # -- helpers for screens ---------------------------------------------------------------
+
+    def sync_text(self, network_id: bytes) -> str:
+        if self._thread is None or not self._network:
+            return "offline"
+        peers = self._thread.peers_online(network_id)
+        return f"online, {peers} peer(s)" if peers else "online, no peer reached yet"
+
+    def status_line(self) -> str:
+        name = self.call(lambda: self.node.name)
+        online = "online" if self._network and self._thread is not None else "offline"
+        return f"{name} · {online}"
+
+    def type_defaults(self) -> dict[str, str]:
+        out = {}
+        for network_type in NETWORK_TYPES:
+            s = defaults_for(network_type)
+            out[network_type] = (
+                f"ordinary decisions by {s.ordinary_rule.rule}, admission "
+                f"{s.admission.replace('_', ' ')}"
+            )
+        return out
+
+    def invite_code(self, network_id: bytes) -> str:
+        runtime = self._thread.runtimes.get(network_id) if self._thread else None
+        addresses = runtime.invite_addresses if runtime is not None else []
+        return self.call(self.node.create_invite, network_id.hex(), addresses=addresses)
+
+    def qr(self, text: str) -> str:
+        import segno  # noqa: PLC0415
+
+        buffer = io.StringIO()
+        segno.make(text, error="m").terminal(out=buffer, compact=True)
+        return buffer.getvalue()
+
+    def join(self, code_text: str) -> None:
+        from p2pnet.net.invite import join_async  # noqa: PLC0415
+        from protocol.invite import parse_invite_code  # noqa: PLC0415
+
+        try:
+            code = parse_invite_code(code_text)
+        except ProtocolError as exc:
+            self.notify(str(exc), severity="error")
+            return
+        assert self._thread is not None
+        thread = self._thread
+
+        def notify(text: str) -> None:
+            self.call_from_thread(self.notify, text)
+
+        def run() -> None:
+            try:
+                thread.run_async(lambda: join_async(thread.node, code, say=notify))
+            except (P2pnetError, ProtocolError) as exc:
+                self.call_from_thread(self.notify, str(exc), severity="error", timeout=10)
+                return
+            self.call_from_thread(self._joined)
+
+        self.run_worker(run, thread=True, exclusive=True, group="join")
+
+    def _joined(self) -> None:
+        self.notify("Welcome: you are a member.")
+        screen = self.screen
+        if isinstance(screen, NetworksScreen):
+            screen.refresh_data()
