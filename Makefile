@@ -40,12 +40,10 @@ bench: $(STAMP)
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis $(INTEROP)/node_modules
 
-# The terminal UI and the demo arrive with issue 7; until then these say so plainly.
+# The terminal app on the default profile (first start: create your identity).
 run: $(STAMP)
-	@echo "The terminal UI is not built yet (issue 7). The command line works:"
-	@$(BIN)/p2pnet --help
-	@exit 1
+	$(BIN)/python -m tui
 
+# Three nodes on this machine in a temporary home; the app opens as one of them.
 demo: $(STAMP)
-	@echo "The demo arrives with the terminal UI (issue 7)."
-	@exit 1
+	$(BIN)/python -m tui.demo

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from p2pnet.cli._common import (
@@ -85,3 +86,17 @@ def _panic(args: argparse.Namespace) -> None:
         {"profile": args.profile, "wiped": exists},
         f"Profile {args.profile!r} is wiped." if exists else f"No profile {args.profile!r} here.",
     )
+
+
+def _demo(args: argparse.Namespace) -> None:
+    """Hand over to the terminal app's demo (its own program: p2pnet does not import the
+    UI layer)."""
+    os.execv(sys.executable, [sys.executable, "-m", "tui.demo"])  # noqa: S606 - our module
+
+
+def _ui(args: argparse.Namespace) -> None:
+    """Open the terminal app on this profile."""
+    argv = [sys.executable, "-m", "tui", "--profile", args.profile]
+    if args.home is not None:
+        argv += ["--home", str(args.home)]
+    os.execv(sys.executable, argv)  # noqa: S606 - our own module

@@ -20,7 +20,7 @@ from p2pnet.cli._decide import (
     _position,
     _propose,
 )
-from p2pnet.cli._identity import _init, _panic, _passphrase_change, _version, _whoami
+from p2pnet.cli._identity import _demo, _init, _panic, _passphrase_change, _ui, _version, _whoami
 from p2pnet.cli._net import _lan, _peers, _run, _sync
 from p2pnet.cli._network import (
     _invite_accept,
@@ -95,6 +95,8 @@ def _parser() -> argparse.ArgumentParser:
     init.add_argument("--name", required=True, help="your display name")
     _leaf(commands, "whoami", _whoami, "your fingerprint and public key")
     _leaf(commands, "version", _version, "the program's version")
+    _leaf(commands, "ui", _ui, "open the terminal app on this profile")
+    _leaf(commands, "demo", _demo, "a demonstration network of three nodes on this machine")
     _network_commands(commands)
     _member_commands(commands)
     _agreement_commands(commands)
