@@ -386,10 +386,7 @@ class NetworkRuntime:
         status.address = _remote_address(stream)
         self._backoff.pop(peer, None)
         try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._watch_caught_up, session, peer)
-                await session.run()
-                nursery.cancel_scope.cancel()
+            await self._run_session(session, peer)
             self.scores.completed(peer.to_bytes(), trio.current_time())
         except RemoteProtocolError as exc:
             log.warning("peer %s broke the sync protocol: %s", peer, exc)
@@ -405,6 +402,24 @@ class NetworkRuntime:
                 del self.sessions[peer]
                 status.connected = False
                 self._failed(peer, status.last_error or "session ended")
+
+    async def _run_session(self, session: Session, peer: ID) -> None:
+        """:meth:`Session.run`, watching for its catch-up meanwhile.
+
+        Raises what :meth:`Session.run` raises, bare: trio wraps an exception leaving a
+        nursery in an ExceptionGroup, which ``except StreamEnded`` would not catch (the
+        error then ended the whole host).
+        """
+        failure: RemoteProtocolError | StreamEnded | None = None
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._watch_caught_up, session, peer)
+            try:
+                await session.run()
+            except (RemoteProtocolError, StreamEnded) as exc:
+                failure = exc
+            nursery.cancel_scope.cancel()
+        if failure is not None:
+            raise failure
 
     async def _watch_caught_up(self, session: Session, peer: ID) -> None:
         await session.caught_up.wait()
