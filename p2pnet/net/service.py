@@ -16,7 +16,11 @@ listening on the given addresses. It
   peer sent) to every other live session, within about :data:`POLL_S`;
 - **enforces removal**: whenever the state changes, sessions of members who are no longer
   active are closed, their peers disconnected and refused from then on;
-- publishes its own peer id and addresses in the state when they changed.
+- publishes its own peer id and addresses in the state when they changed;
+- with ``relay=True``, serves as a circuit relay for members holding a session with it;
+  with ``relays``, keeps a reservation on each (a member it also syncs with) and
+  publishes the circuit addresses; dials circuit addresses through their relay once it
+  holds a session with that relay (p2pnet.net.relay).
 
 Everything runs in one trio thread, which also owns the :class:`~p2pnet.node.Node`; the
 node's calls are short and synchronous (a batch is folded and committed in one call).
@@ -41,6 +45,15 @@ from libp2p.peer.peerinfo import PeerInfo, info_from_p2p_addr
 from p2pnet.net.host import DIAL_S, network_host, quiet_auto_connector
 from p2pnet.net.invite import INVITE_PROTOCOL, invite_handler
 from p2pnet.net.membership import ProofRefused, check_proof, make_proof
+from p2pnet.net.relay import (
+    CircuitLimits,
+    RelayError,
+    circuits,
+    dial_through,
+    is_circuit,
+    relay_of,
+    reserve,
+)
 from p2pnet.net.session import PROTOCOL, Session, StreamEnded, exchange_proofs
 from p2pnet.node import Node, NodeEvent
 from p2pnet.peers import PeerScores
@@ -54,6 +67,7 @@ GATE_S = 5.0
 POLL_S = 0.25
 BACKOFF_MIN_S = 0.5
 BACKOFF_MAX_S = 60.0
+RESERVE_RETRY_S = 10.0  # after a relay refused or failed a reservation
 
 
 @dataclass(slots=True)
@@ -122,11 +136,16 @@ class NetworkRuntime:
         invites: bool = True,
         private: bool = True,
         now_ms: Callable[[], int] | None = None,
+        relay: bool = False,
+        relays: Sequence[str] = (),
     ) -> None:
         """``peers``: multiaddrs with ``/p2p/<peer id>`` to dial besides the members'
-        published addresses (``dial_members``). ``private``: the host speaks only to
-        holders of the network's PSK (libp2p pnet); off only for tests of the layers
-        above it. ``invites``: also run the invite host (no PSK)."""
+        published addresses (``dial_members``); circuit addresses
+        (``.../p2p/<relay>/p2p-circuit/p2p/<peer id>``) too. ``private``: the host speaks
+        only to holders of the network's PSK (libp2p pnet); off only for tests of the
+        layers above it. ``invites``: also run the invite host (no PSK). ``relay``: serve
+        as a circuit relay for members (opt-in). ``relays``: members' multiaddrs (with
+        ``/p2p/<peer id>``) to sync with, reserve on, and publish circuit addresses of."""
         self.node = node
         self.network_id = network_id
         psk = node.network_secret(network_id).psk if private else None
@@ -153,6 +172,12 @@ class NetworkRuntime:
         self.lan_found: dict[ID, list[multiaddr.Multiaddr]] = {}
         self._scope = trio.CancelScope()
         self._stopped = trio.Event()
+        # -- circuit relay (p2pnet.net.relay) --
+        self._serve_relay = relay
+        self._relays = [info_from_p2p_addr(multiaddr.Multiaddr(a)) for a in relays]
+        self._extra.extend(self._relays)  # members: we sync with them, which admits us
+        self._reserved: dict[ID, tuple[Session, float]] = {}  # relay -> (under, renew at)
+        self.circuit_addresses: dict[ID, str] = {}  # relay -> ours through it, once held
         self.host.set_stream_handler(TProtocol(PROTOCOL), self._inbound)
         self.host.get_network().register_notifee(_Gate(self))
         # The host that answers invite codes: no PSK (joiners do not know the secret
@@ -173,11 +198,13 @@ class NetworkRuntime:
                 async with self.host.run(listen_addrs=self._listen), self._invites_running():
                     try:
                         await quiet_auto_connector(self.host)
-                        async with trio.open_nursery() as nursery:
+                        async with self._circuits_running(), trio.open_nursery() as nursery:
                             self._nursery = nursery
                             self._publish()
                             nursery.start_soon(self._dial_loop)
                             nursery.start_soon(self._push_loop)
+                            if self._relays:
+                                nursery.start_soon(self._reserve_loop)
                             task_status.started()
                             await trio.sleep_forever()
                     finally:
@@ -218,10 +245,12 @@ class NetworkRuntime:
 
     @property
     def addresses(self) -> list[str]:
-        """Our dialable addresses, each with ``/p2p/<peer id>``."""
+        """Our dialable addresses, each with ``/p2p/<peer id>``; circuit addresses last."""
         if self._announce is not None:
-            return [f"{a}/p2p/{self.peer_id}" if "/p2p/" not in a else a for a in self._announce]
-        return [str(a) for a in self.host.get_addrs()]
+            own = [f"{a}/p2p/{self.peer_id}" if "/p2p/" not in a else a for a in self._announce]
+        else:
+            own = [str(a) for a in self.host.get_addrs()]
+        return own + list(self.circuit_addresses.values())
 
     @property
     def invite_addresses(self) -> list[str]:
@@ -236,7 +265,9 @@ class NetworkRuntime:
         return [str(a) for a in self.invite_host.get_addrs()]
 
     def _publish(self) -> None:
-        bare = [a.split("/p2p/")[0] for a in self.addresses]
+        direct = [a.split("/p2p/")[0] for a in self.addresses if "/p2p-circuit" not in a]
+        relayed = [a.removesuffix(f"/p2p/{self.peer_id}") for a in self.circuit_addresses.values()]
+        bare = direct[: max(0, 8 - len(relayed))] + relayed  # the state keeps 8
         try:
             if self.node.publish_addresses(self.network_id, str(self.peer_id), bare):
                 log.info("published our addresses to the network")
@@ -286,6 +317,12 @@ class NetworkRuntime:
                 targets.setdefault(peer, _Target(peer)).addrs.extend(parsed)
         for peer, found in self.lan_found.items():
             targets.setdefault(peer, _Target(peer)).addrs.extend(found)
+        # The relay of a circuit address is a member too: syncing with it admits us.
+        for target in list(targets.values()):
+            for address in target.addrs:
+                via = _relay_info(address)
+                if via is not None:
+                    targets.setdefault(via.peer_id, _Target(via.peer_id)).addrs.extend(via.addrs)
         targets.pop(self.peer_id, None)
         return [t for t in targets.values() if t.addrs]
 
@@ -301,6 +338,8 @@ class NetworkRuntime:
                     continue
                 if self.scores.banned(peer.to_bytes(), now):
                     continue
+                if not self._dialable(target):  # only through relays not ready yet
+                    continue
                 self._dialing.add(peer)
                 assert self._nursery is not None
                 self._nursery.start_soon(self._dial, target)
@@ -308,9 +347,10 @@ class NetworkRuntime:
 
     async def _dial(self, target: _Target) -> None:
         peer = target.peer
+        relayed = any(is_circuit(a) for a in target.addrs)
         try:
-            with trio.fail_after(DIAL_S):
-                await self.host.connect(PeerInfo(peer, target.addrs))
+            with trio.fail_after(DIAL_S * (2 if relayed else 1)):
+                await self._connect(target)
                 stream = await self.host.new_stream(peer, [TProtocol(PROTOCOL)])
         except Exception as exc:  # every dial failure means "try later"
             self._failed(peer, f"cannot reach: {type(exc).__name__}")
@@ -318,6 +358,84 @@ class NetworkRuntime:
         finally:
             self._dialing.discard(peer)
         await self._serve(stream, initiator=True)
+
+    # -- circuit relay -------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def _circuits_running(self) -> AsyncIterator[None]:
+        if not self._serve_relay and not self._relays:
+            yield
+            return
+        ours = {info.peer_id for info in self._relays}
+        async with circuits(
+            self.host,
+            serve=CircuitLimits() if self._serve_relay else None,
+            may_hop=lambda peer: peer in self.sessions,  # proven members only
+            may_stop=lambda peer: peer in ours,
+        ):
+            yield
+
+    def _dialable(self, target: _Target) -> bool:
+        """A direct address, or a circuit through a relay that holds our session."""
+        for address in target.addrs:
+            via = _relay_info(address)
+            if via is None or (via.peer_id in self.sessions and via.peer_id != self.peer_id):
+                return True
+        return False
+
+    async def _connect(self, target: _Target) -> None:
+        """Directly if we can (within :data:`DIAL_S`), else through the relays."""
+        direct = [a for a in target.addrs if not is_circuit(a)]
+        relayed = [a for a in target.addrs if is_circuit(a)]
+        if not relayed:
+            await self.host.connect(PeerInfo(target.peer, direct))
+            return
+        if direct:
+            with trio.move_on_after(DIAL_S):
+                try:
+                    await self.host.connect(PeerInfo(target.peer, direct))
+                    return
+                except Exception as exc:  # not reachable directly: through a relay then
+                    log.debug("peer %s: no direct connection: %s", target.peer, exc)
+        failure: Exception = ConnectionError("no relay of this peer holds our session")
+        for address in relayed:
+            via = _relay_info(address)
+            if via is None or via.peer_id not in self.sessions or via.peer_id == self.peer_id:
+                continue
+            try:
+                await dial_through(self.host, address, target.peer)
+                return
+            except Exception as exc:  # the next relay may do
+                failure = exc
+        raise failure
+
+    async def _reserve_loop(self) -> None:
+        """Hold a reservation on every relay we have a session with; renew it halfway
+        through its time and whenever the session (so the connection) is new."""
+        while True:
+            for info in self._relays:
+                session = self.sessions.get(info.peer_id)
+                held = self._reserved.get(info.peer_id)
+                if session is None:
+                    self._reserved.pop(info.peer_id, None)
+                    continue
+                now = trio.current_time()
+                if held is not None and held[0] is session and held[1] > now:
+                    continue
+                try:
+                    with trio.fail_after(DIAL_S):
+                        reservation = await reserve(self.host, info)
+                except Exception as exc:  # refused or unreachable: try again later
+                    log.info("relay %s: no reservation: %s", info.peer_id, exc)
+                    self._reserved[info.peer_id] = (session, now + RESERVE_RETRY_S)
+                    continue
+                renew = max(reservation.expires_in / 2, RESERVE_RETRY_S)
+                self._reserved[info.peer_id] = (session, now + renew)
+                if self.circuit_addresses.get(info.peer_id) != reservation.address:
+                    self.circuit_addresses[info.peer_id] = reservation.address
+                    log.info("reachable through relay %s", info.peer_id)
+                    self._publish()
+            await trio.sleep(0.5)
 
     def _failed(self, peer: ID, reason: str) -> None:
         backoff = self._backoff.setdefault(peer, _Backoff())
@@ -523,6 +641,16 @@ def _any_port(address: str) -> str:
         return address
     rest = tail.split("/", 1)
     return f"{head}/tcp/0" + (f"/{rest[1]}" if len(rest) > 1 else "")
+
+
+def _relay_info(address: multiaddr.Multiaddr) -> PeerInfo | None:
+    """The relay of a circuit address; ``None`` for a direct or unusable one."""
+    if not is_circuit(address):
+        return None
+    try:
+        return relay_of(address)
+    except RelayError:  # a member's junk address
+        return None
 
 
 def _remote_address(stream: INetStream) -> str:
