@@ -77,6 +77,7 @@ class P2pnetApp(App[None]):
         self._given = node
         self._thread: NodeThread | None = None
         self._idle_lock_s = idle_lock_s
+        self._online = False
         self._last_input = time.monotonic()
 
     # -- the node --------------------------------------------------------------------------
@@ -106,6 +107,7 @@ class P2pnetApp(App[None]):
             listen=self._listen,
             peers=self._peers,
             on_event=self._node_event,
+            defer_network=True,  # the first screen first, then the network (a rebuild)
         )
         try:
             self._thread.start()
@@ -113,7 +115,21 @@ class P2pnetApp(App[None]):
             self.notify(f"{exc}. Working offline.", severity="warning", timeout=10)
             self._thread = NodeThread(node, network=False)
             self._thread.start()
-        self.switch_screen(NetworksScreen())
+        if len(self.screen_stack) > 1:
+            self.switch_screen(NetworksScreen())  # replaces the unlock or first-run screen
+        else:
+            self.push_screen(NetworksScreen())
+        # Online once the first network view is up, or after a few seconds: bringing a
+        # big network online loads its whole DAG on the node's thread (seconds at 100k
+        # ops), and the first screens should not wait for that.
+        self.set_timer(3.0, self.go_online)
+
+    def go_online(self) -> None:
+        """Start the networks (idempotent)."""
+        thread = self._thread
+        if thread is not None and not self._online:
+            self._online = True
+            thread.start_networks()
 
     def _node_event(self, event: NodeEvent) -> None:
         self.post_message(NodeChanged(event))  # thread-safe: from the node's thread
@@ -132,7 +148,6 @@ class P2pnetApp(App[None]):
     def on_mount(self) -> None:
         self.set_interval(5, self._check_idle)
         if self._given is not None:
-            self.push_screen(UnlockScreen())
             self._opened(self._given)
         elif (profile_dir(self.home, self.profile) / "keystore").exists():
             self.push_screen(UnlockScreen())
@@ -164,6 +179,7 @@ class P2pnetApp(App[None]):
             screen.failed(text)
 
     def _close_node(self) -> None:
+        self._online = False
         if self._thread is not None:
             thread, self._thread = self._thread, None
             thread.stop()

@@ -305,6 +305,7 @@ class NetworkScreen(_Base):
             "Decision", "Rule", "Status", "Positions", "Outcome"
         )
         self.refresh_data()
+        self.call_after_refresh(self.p2p.go_online)
 
     def state(self) -> NetworkState:
         state: NetworkState = self.p2p.call(self.p2p.node.state, self.ref)

@@ -12,13 +12,15 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import trio
 
 from p2pnet.errors import NodeError
-from p2pnet.net.service import NetworkRuntime
 from p2pnet.node import Node, NodeEvent
+
+if TYPE_CHECKING:
+    from p2pnet.net.service import NetworkRuntime
 
 __all__ = ["NodeThread"]
 
@@ -37,7 +39,10 @@ class NodeThread:
         peers: Sequence[str] = (),
         dial_members: bool = True,
         on_event: Callable[[NodeEvent], None] | None = None,
+        defer_network: bool = False,
     ) -> None:
+        """``defer_network``: start the hosts only when :meth:`start_networks` is called
+        (a UI first shows its screen, then brings the node online)."""
         self.node = node
         self._network = network
         self._listen = tuple(listen)
@@ -50,6 +55,7 @@ class NodeThread:
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
         self.runtimes: dict[bytes, NetworkRuntime] = {}
+        self._deferred = defer_network
         self._nursery: trio.Nursery | None = None
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -97,7 +103,7 @@ class NodeThread:
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
-                if self._network:
+                if self._network and not self._deferred:
                     for network_id in self.node.network_ids():
                         await self._start_network(network_id)
                 self._ready.set()
@@ -113,6 +119,9 @@ class NodeThread:
     async def _start_network(self, network_id: bytes) -> None:
         if network_id in self.runtimes or self._nursery is None:
             return
+        # py-libp2p takes a third of a second to import: a UI shows its first screen first.
+        from p2pnet.net.service import NetworkRuntime  # noqa: PLC0415
+
         runtime = NetworkRuntime(
             self.node,
             network_id,
@@ -122,6 +131,18 @@ class NodeThread:
         )
         await self._nursery.start(runtime.run)
         self.runtimes[network_id] = runtime
+
+    def start_networks(self) -> None:
+        """Put the profile's networks on the network, in the background (returns at once)."""
+        if not self._network or self._token is None:
+            return
+
+        def schedule() -> None:
+            assert self._nursery is not None
+            for network_id in self.node.network_ids():
+                self._nursery.start_soon(self._start_network, network_id)
+
+        trio.from_thread.run_sync(schedule, trio_token=self._token)
 
     def _event(self, event: NodeEvent) -> None:
         if event.kind == "network" and event.network_id is not None and self._network:
