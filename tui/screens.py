@@ -269,6 +269,10 @@ class NetworkScreen(_Base):
     DEFAULT_CSS = """
     NetworkScreen .notice { color: $warning; height: 1; }
     NetworkScreen .hint { color: $text-muted; height: auto; }
+    NetworkScreen #title { height: 1; }
+    NetworkScreen TabbedContent { height: 1fr; }
+    NetworkScreen TabPane { height: 1fr; }
+    NetworkScreen DataTable { height: 1fr; }
     """
 
     def __init__(self, network_id: bytes) -> None:
@@ -326,9 +330,10 @@ class NetworkScreen(_Base):
     def _overview(self, state: NetworkState) -> None:
         s = state.settings
         charter = [a for a in state.agreements.values() if a.kind == "charter"]
-        unverified = [
-            m.display_name for m in state.members.values() if m.active and not m.verified_by
-        ]
+        unverified = sorted(
+            (m.display_name for m in state.members.values() if m.active and not m.verified_by),
+            key=str.casefold,
+        )
         warnings = []
         if state.equivocators:
             warnings.append(f"{len(state.equivocators)} member(s) signed conflicting histories")
@@ -356,7 +361,7 @@ class NetworkScreen(_Base):
     def _members(self, state: NetworkState, names: dict[bytes, str]) -> None:
         table = self.query_one("#members-table", DataTable)
         table.clear()
-        for key, m in state.members.items():
+        for key, m in sorted(state.members.items(), key=lambda km: km[1].display_name.casefold()):
             verified = ", ".join(sorted(names.get(v, _short(v)) for v in m.verified_by)) or "—"
             table.add_row(
                 m.display_name, m.kind.replace("_", " "), ", ".join(m.offers) or "—",
@@ -365,8 +370,11 @@ class NetworkScreen(_Base):
         matches = self.p2p.call(self.p2p.node.matches, self.ref)
         found = [
             f"{names.get(x.member, '?')} needs {x.capability.replace('_', ' ')}: "
-            + ", ".join(names.get(k, "?") for k in x.offered_by)
-            + " can bring it"
+            + (
+                ", ".join(names.get(k, "?") for k in x.offered_by) + " can bring it"
+                if x.offered_by
+                else "nobody offers it yet"
+            )
             for x in matches[:8]
         ]
         self.query_one("#matches", Static).update(
