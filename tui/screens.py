@@ -279,6 +279,7 @@ class NetworkScreen(_Base):
         super().__init__()
         self.network_id = network_id
         self.ref = network_id.hex()
+        self._verified: list[str] = []
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -326,6 +327,20 @@ class NetworkScreen(_Base):
         self._members(state, names)
         self._agreements(state, names)
         self._decisions(state)
+        self._log(state)
+
+    def _log(self, state: NetworkState) -> None:
+        closed = [d for d in state.decisions.values() if d.status == "closed"]
+        lines = ["The decision log: closed decisions, as every member's node recomputes them.", ""]
+        for d in closed:
+            outcome = d.outcome.outcome.replace("_", " ") if d.outcome else "?"
+            disputed = "  (the close is disputed)" if d.disputed else ""
+            lines.append(f"  {d.title}: {outcome}{disputed}")
+        if not closed:
+            lines.append("  no decision closed yet")
+        lines += ["", "Press l to export the log in memory and verify it, as an auditor would."]
+        lines += self._verified
+        self.query_one("#log-text", Static).update("\n".join(lines))
 
     def _overview(self, state: NetworkState) -> None:
         s = state.settings
@@ -422,10 +437,54 @@ class NetworkScreen(_Base):
         self.app.pop_screen()
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
-        if event.data_table.id == "decisions-table" and event.row_key.value is not None:
-            self.app.push_screen(
-                DecisionScreen(self.network_id, bytes.fromhex(event.row_key.value))
-            )
+        key = event.row_key.value
+        if key is None:
+            return
+        table = event.data_table.id
+        if table == "decisions-table":
+            self.app.push_screen(DecisionScreen(self.network_id, bytes.fromhex(key)))
+        elif table == "agreements-table":
+            self._show_agreement(bytes.fromhex(key))
+        elif table == "members-table":
+            self._show_member(bytes.fromhex(key))
+
+    def _show_agreement(self, agreement_id: bytes) -> None:
+        state = self.state()
+        agreement = state.agreements[agreement_id]
+        lines = []
+        for version_id in reversed(agreement.versions):
+            version = state.versions[version_id]
+            text = self.p2p.call(self.p2p.node.texts, self.ref, [version_id])
+            adopted = "adopted" if version.adopted_by else "not adopted"
+            lines += [
+                f"[b]Version {version.number}: {version.title}[/b] ({adopted})",
+                text.get(version_id, {}).get("text", ""),
+                "",
+            ]
+        lines.append(
+            "To change it, propose a new version: p2pnet agreement add NET --revise "
+            "AGREEMENT, then an adoption decision."
+        )
+        self.app.push_screen(ShowText(agreement.kind.replace("_", " ").title(), "\n".join(lines)))
+
+    def _show_member(self, key: bytes) -> None:
+        state = self.state()
+        m = state.members[key]
+        names = {k: x.display_name for k, x in state.members.items()}
+        lines = [
+            f"Kind: {m.kind.replace('_', ' ')}",
+            f"Status: {m.status}",
+            f"Offers: {', '.join(m.offers) or '—'}",
+            f"Needs: {', '.join(m.needs) or '—'}",
+            f"Roles: {', '.join(m.roles) or '—'}",
+            "Verified in person by: "
+            + (", ".join(sorted(names.get(k, "?") for k in m.verified_by)) or "nobody yet"),
+            f"Admitted by: {names.get(m.admitted_by, '—') if m.admitted_by else '—'}",
+            f"Key: {key.hex()}",
+            "",
+            "Press v on the members list to verify this member in person.",
+        ]
+        self.app.push_screen(ShowText(m.display_name, "\n".join(lines)))
 
     def _selected(self, table_id: str) -> str | None:
         table = self.query_one(table_id, DataTable)
@@ -498,14 +557,14 @@ class NetworkScreen(_Base):
         report = self.p2p.attempt(self.p2p.node.log_check, self.ref)
         if report is None:
             return
-        lines = [
-            f"{'Verified' if report.ok else 'PROBLEMS FOUND'}: {len(report.decisions)} "
-            f"closed decision(s), {report.ops} ops",
-            *report.problems,
+        self._verified = [
             "",
-            *(f"{d.title}: {d.outcome}" for d in report.decisions),
+            f"{'Verified' if report.ok else 'PROBLEMS FOUND'} at "
+            f"{time.strftime('%H:%M:%S')}: {len(report.decisions)} closed decision(s) "
+            f"recomputed from {report.ops} signed ops",
+            *(str(p) for p in report.problems),
         ]
-        self.query_one("#log-text", Static).update("\n".join(str(x) for x in lines))
+        self._log(self.state())
         self.query_one(TabbedContent).active = "log"
 
 

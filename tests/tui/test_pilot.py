@@ -272,3 +272,24 @@ async def test_an_op_from_a_peer_appears_without_a_key_press(tmp_path: Path) -> 
     finally:
         ben_thread.stop()
         ben.close()
+
+
+async def test_the_log_tab_lists_closed_decisions_and_verifies(tmp_path: Path) -> None:
+    _profile_with_network(tmp_path, with_ben=True)  # the charter's adoption is closed
+    app = _app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await _unlock(pilot)
+        screen = await _open_network(pilot, "log")
+        text = str(screen.query_one("#log-text", Static).render())
+        assert "Adopt: adopted" in text
+        await pilot.press("l")
+        await pilot.pause()
+        text = str(screen.query_one("#log-text", Static).render())
+        assert "Verified at" in text
+        assert "1 closed decision(s)" in text
+        screen.query_one("#tabs").active = "agreements"  # type: ignore[attr-defined]
+        await pilot.pause()
+        await pilot.press("enter")  # read the agreement
+        await pilot.pause()
+        assert isinstance(app.screen, ShowText)
+        assert "We agree." in str(app.screen.query_one("#shown", Static).render())
