@@ -47,7 +47,10 @@ def _run(args: argparse.Namespace) -> None:
     peers = _check_peers(args.peer or [])
     with _open_node(args) as node, NodeLock(node.profile.path):
         log = setup_logging(node.profile.path, debug=args.debug)
-        options = RunOptions(listen=listen, announce=args.announce, peers=peers)
+        relays = _check_peers(args.via or [])
+        options = RunOptions(
+            listen=listen, announce=args.announce, peers=peers, relay=args.relay, relays=relays
+        )
         say = _say(args)
         say(f"Running every network of this profile; Ctrl-C stops. Log: {log}")  # type: ignore[operator]
         run_until_stopped(node, options, say=say)  # type: ignore[arg-type]

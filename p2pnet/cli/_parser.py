@@ -112,6 +112,12 @@ def _net_commands(commands: Any) -> None:
     run.add_argument("--listen", action="append", help="multiaddr to listen on (repeatable)")
     run.add_argument("--announce", action="append", help="address to publish instead")
     run.add_argument("--peer", action="append", help="a peer's multiaddr to dial (repeatable)")
+    run.add_argument(
+        "--relay", action="store_true", help="serve as a circuit relay for your networks' members"
+    )
+    run.add_argument(
+        "--via", action="append", help="a member's relay (multiaddr) to be reachable through"
+    )
     sync = _leaf(commands, "sync", _sync, "sync a network now and report what moved", "net")
     sync.add_argument("--peer", action="append", help="a peer's multiaddr (default: members)")
     sync.add_argument("--once", action="store_true", help="stop after the first peer")

@@ -178,6 +178,15 @@ class RunOptions:
     listen: Sequence[str] = ("/ip4/0.0.0.0/tcp/0",)
     announce: Sequence[str] | None = None
     peers: Sequence[str] = ()
+    relay: bool = False  # serve as a circuit relay for members (opt-in)
+    relays: Sequence[str] = ()  # members' relays to reserve on (reachable behind NAT)
+
+
+def _for_network(node: Node, network_id: bytes, relay: str) -> bool:
+    """Whether ``relay`` (a multiaddr ending in ``/p2p/<peer id>``) is a member's node of
+    this network, as far as the state knows (relays are per network: peer ids are)."""
+    peer = relay.rsplit("/p2p/", 1)[-1]
+    return any(p == peer for p, _ in node.published_peers(network_id).values())
 
 
 def run_until_stopped(
@@ -194,6 +203,12 @@ def run_until_stopped(
                 listen=options.listen,
                 announce=options.announce,
                 peers=options.peers,
+                relay=options.relay,
+                relays=[
+                    r
+                    for r in options.relays
+                    if len(node.network_ids()) == 1 or _for_network(node, network_id, r)
+                ],
             )
             for network_id in node.network_ids()
         ]
