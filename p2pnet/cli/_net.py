@@ -16,10 +16,10 @@ if TYPE_CHECKING:
 _MULTIADDR_HINT = "a multiaddr such as /ip4/192.0.2.7/tcp/4001/p2p/12D3KooW…"
 
 
-def _check_peers(addresses: list[str]) -> list[str]:
+def _check_peers(addresses: list[str], option: str = "--peer") -> list[str]:
     for address in addresses:
         if not address.startswith("/") or "/p2p/" not in address:
-            raise UserError(f"--peer {address!r} is not {_MULTIADDR_HINT}")
+            raise UserError(f"{option} {address!r} is not {_MULTIADDR_HINT}")
     return addresses
 
 
@@ -47,7 +47,7 @@ def _run(args: argparse.Namespace) -> None:
     peers = _check_peers(args.peer or [])
     with _open_node(args) as node, NodeLock(node.profile.path):
         log = setup_logging(node.profile.path, debug=args.debug)
-        relays = _check_peers(args.via or [])
+        relays = _check_peers(args.via or [], "--via")
         options = RunOptions(
             listen=listen, announce=args.announce, peers=peers, relay=args.relay, relays=relays
         )
