@@ -43,6 +43,14 @@ class NodeChanged(Message):
         self.event = event
 
 
+class Notice(Message):
+    """A line for the user from the node's thread."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+
+
 class P2pnetApp(App[None]):
     """``P2pnetApp(home, profile).run()``."""
 
@@ -108,6 +116,9 @@ class P2pnetApp(App[None]):
             peers=self._peers,
             on_event=self._node_event,
             defer_network=True,  # the first screen first, then the network (a rebuild)
+            # post_message never blocks the node's thread (call_from_thread would wait for
+            # this thread, which may itself be waiting for the node: a deadlock).
+            say=self._say,
         )
         try:
             self._thread.start()
@@ -133,6 +144,12 @@ class P2pnetApp(App[None]):
 
     def _node_event(self, event: NodeEvent) -> None:
         self.post_message(NodeChanged(event))  # thread-safe: from the node's thread
+
+    def _say(self, text: str) -> None:
+        self.post_message(Notice(text))
+
+    def on_notice(self, message: Notice) -> None:
+        self.notify(message.text, timeout=8)
 
     def on_node_changed(self, message: NodeChanged) -> None:
         screen = self.screen

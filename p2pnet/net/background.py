@@ -40,6 +40,7 @@ class NodeThread:
         dial_members: bool = True,
         on_event: Callable[[NodeEvent], None] | None = None,
         defer_network: bool = False,
+        say: Callable[[str], None] = lambda _: None,
     ) -> None:
         """``defer_network``: start the hosts only when :meth:`start_networks` is called
         (a UI first shows its screen, then brings the node online)."""
@@ -56,6 +57,8 @@ class NodeThread:
         self._error: BaseException | None = None
         self.runtimes: dict[bytes, NetworkRuntime] = {}
         self._deferred = defer_network
+        self._say = say
+        self._lock: Any = None  # p2pnet.net.runner.NodeLock while online
         self._nursery: trio.Nursery | None = None
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -115,6 +118,9 @@ class NodeThread:
         finally:
             unsubscribe()
             self._nursery = None
+            if self._lock is not None:
+                self._lock.__exit__()
+                self._lock = None
 
     async def _start_network(self, network_id: bytes) -> None:
         if network_id in self.runtimes or self._nursery is None:
@@ -139,10 +145,27 @@ class NodeThread:
 
         def schedule() -> None:
             assert self._nursery is not None
-            for network_id in self.node.network_ids():
-                self._nursery.start_soon(self._start_network, network_id)
+            self._nursery.start_soon(self._bring_online)
 
         trio.from_thread.run_sync(schedule, trio_token=self._token)
+
+    async def _bring_online(self) -> None:
+        """As ``p2pnet run`` does: take the profile's one-node lock, start every network,
+        LAN discovery for those that opted in, and the status rows ``p2pnet peers`` reads."""
+        from p2pnet.net.runner import NodeLock, keep_status, start_lan  # noqa: PLC0415
+
+        assert self._nursery is not None
+        lock = NodeLock(self.node.profile.path)
+        try:
+            lock.__enter__()
+        except NodeError as exc:
+            self._say(f"{exc}. This window works offline.")
+            return
+        self._lock = lock
+        for network_id in self.node.network_ids():
+            await self._start_network(network_id)
+        self._nursery.start_soon(keep_status, self.node, self.runtimes)
+        await start_lan(self._nursery, self.node, list(self.runtimes.values()), self._say)
 
     def _event(self, event: NodeEvent) -> None:
         if event.kind == "network" and event.network_id is not None and self._network:

@@ -23,7 +23,7 @@ import logging.handlers
 import os
 import re
 import signal
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -41,6 +41,7 @@ __all__ = [
     "NodeLock",
     "RunOptions",
     "SyncReport",
+    "keep_status",
     "read_status",
     "redact",
     "run_until_stopped",
@@ -163,9 +164,10 @@ def read_status(node: Node, network_id: bytes) -> dict[str, Any] | None:
     return dict(row)
 
 
-async def _keep_status(node: Node, runtimes: Sequence[NetworkRuntime]) -> None:
+async def keep_status(node: Node, runtimes: Mapping[bytes, NetworkRuntime]) -> None:
+    """Write each running network's status row every few seconds (for ``p2pnet peers``)."""
     while True:
-        for runtime in runtimes:
+        for runtime in list(runtimes.values()):
             _write_status(node, runtime)
         await trio.sleep(_STATUS_EVERY_S)
 
@@ -219,7 +221,7 @@ def run_until_stopped(
                 await nursery.start(runtime.run)
                 name = node.state(runtime.network_id.hex()).name
                 say(f"{name}: listening on {', '.join(runtime.addresses)}")
-            nursery.start_soon(_keep_status, node, runtimes)
+            nursery.start_soon(keep_status, node, {r.network_id: r for r in runtimes})
             await start_lan(nursery, node, runtimes, say)
             if stop is None:
                 with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:

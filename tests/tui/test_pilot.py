@@ -9,6 +9,7 @@ from textual.widgets import Button, DataTable, Input, Label, Select, Static
 
 from crypto import KdfParams
 from p2pnet.net.background import NodeThread
+from p2pnet.net.runner import NodeLock
 from p2pnet.node import Node
 from p2pnet.profile import profile_dir
 from tui.app import P2pnetApp
@@ -293,3 +294,17 @@ async def test_the_log_tab_lists_closed_decisions_and_verifies(tmp_path: Path) -
         await pilot.pause()
         assert isinstance(app.screen, ShowText)
         assert "We agree." in str(app.screen.query_one("#shown", Static).render())
+
+
+async def test_the_app_online_holds_the_profile_lock(tmp_path: Path) -> None:
+    _profile_with_network(tmp_path)
+    app = P2pnetApp(tmp_path, kdf=FAST, listen=LOOPBACK)
+    async with app.run_test(size=SIZE) as pilot:
+        await _unlock(pilot)
+        await _open_network(pilot, "overview")  # the first view brings the node online
+        for _ in range(100):
+            if NodeLock.held(profile_dir(tmp_path, "default")):
+                break
+            await pilot.pause(0.05)
+        assert NodeLock.held(profile_dir(tmp_path, "default"))  # p2pnet run would refuse
+    assert not NodeLock.held(profile_dir(tmp_path, "default"))  # released on exit
