@@ -152,9 +152,17 @@ class NodeThread:
     async def _bring_online(self) -> None:
         """As ``p2pnet run`` does: take the profile's one-node lock, start every network,
         LAN discovery for those that opted in, and the status rows ``p2pnet peers`` reads."""
-        from p2pnet.net.runner import NodeLock, keep_status, start_lan  # noqa: PLC0415
+        from p2pnet.net.runner import (  # noqa: PLC0415
+            NodeLock,
+            keep_status,
+            setup_logging,
+            start_lan,
+        )
 
         assert self._nursery is not None
+        # py-libp2p logs to stderr, which would draw over a terminal UI: to the node's
+        # (redacted) log file instead.
+        setup_logging(self.node.profile.path)
         lock = NodeLock(self.node.profile.path)
         try:
             lock.__enter__()
