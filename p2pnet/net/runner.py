@@ -90,6 +90,9 @@ def setup_logging(profile_path: Path, *, debug: bool = False) -> Path:
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     for name in ("libp2p", "multiaddr", "p2pnet.net"):
         logger = logging.getLogger(name)
+        for old in logger.handlers:
+            if old is not handler:
+                old.close()  # an earlier profile's log, in the same process
         logger.handlers = [handler]
         logger.propagate = False
         logger.setLevel(logging.DEBUG if debug else logging.WARNING)
