@@ -40,12 +40,21 @@ class _Form(ModalScreen[Any]):
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
     DEFAULT_CSS = """
     _Form { align: center middle; }
-    _Form > Vertical { width: 80; height: auto; max-height: 90%; border: round $accent;
-                       padding: 1 2; background: $surface; }
+    _Form > Vertical, _Form > VerticalScroll {
+        width: 84; height: auto; max-height: 95%; border: round $accent;
+        padding: 0 2; background: $surface;
+    }
     _Form .error { color: $error; height: auto; }
     _Form .hint { color: $text-muted; height: auto; }
     _Form Horizontal { height: auto; margin-top: 1; }
+    _Form TextArea { height: 6; }
     """
+
+    def on_mount(self) -> None:
+        # Keyboard first: the first field takes the focus, so typing goes there at once.
+        fields = list(self.query(Input))
+        if fields:
+            fields[0].focus()
 
     def error(self, text: str) -> None:
         self.query_one("#error", Label).update(text)
@@ -130,7 +139,7 @@ class ProposeForm(_Form):
 
     def compose(self) -> ComposeResult:
         options = [(f"{r} — {h}", r) for r, h in RULE_HELP.items()]
-        with VerticalScroll():
+        with Vertical():
             yield Label("[b]Propose[/b]  (everything you write here is seen by all members)")
             yield Input(placeholder="Title", id="title")
             yield TextArea(id="text")

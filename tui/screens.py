@@ -265,6 +265,11 @@ class NetworkScreen(_Base):
         Binding("v", "verify", "Verify member"),
         Binding("e", "endorse", "Endorse"),
         Binding("l", "verify_log", "Verify log"),
+        Binding("1", "tab('overview')", "Overview", show=False),
+        Binding("2", "tab('members')", "Members", show=False),
+        Binding("3", "tab('agreements')", "Agreements", show=False),
+        Binding("4", "tab('decisions')", "Decisions", show=False),
+        Binding("5", "tab('log')", "Log", show=False),
     ]
     DEFAULT_CSS = """
     NetworkScreen .notice { color: $warning; height: 1; }
@@ -284,7 +289,7 @@ class NetworkScreen(_Base):
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static("", id="title")
-        yield Static(NOTICE, classes="notice")
+        yield Static(NOTICE + "  Keys 1-5: tabs.", classes="notice")
         with TabbedContent(id="tabs"):
             with TabPane("Overview", id="overview"):
                 yield VerticalScroll(Static("", id="overview-text"))
@@ -435,6 +440,10 @@ class NetworkScreen(_Base):
 
     def action_back(self) -> None:
         self.app.pop_screen()
+
+    def action_tab(self, tab: str) -> None:
+        """Keys 1 to 5 switch tabs (keyboard first)."""
+        self.query_one(TabbedContent).active = tab
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         key = event.row_key.value
