@@ -43,7 +43,7 @@ sys.path.insert(0, {root!r})
 import asyncio
 from pathlib import Path
 from tui.app import P2pnetApp
-from tui.screens import NetworkScreen
+from tui.network import NetworkScreen
 from textual.widgets import DataTable
 
 async def main():
@@ -85,7 +85,7 @@ async def _op_to_screen(tmp: Path) -> tuple[float, float]:
     from textual.widgets import TabbedContent  # noqa: PLC0415 - only this part needs it
 
     from tui.app import P2pnetApp  # noqa: PLC0415 - only this part needs Textual
-    from tui.screens import NetworkScreen  # noqa: PLC0415
+    from tui.network import NetworkScreen  # noqa: PLC0415
 
     fast = KdfParams.insecure_for_tests()
     ana = Node.create(tmp / "ana", "default", PASS, name="Ana", kdf=fast)

@@ -14,7 +14,8 @@ from p2pnet.node import Node
 from p2pnet.profile import profile_dir
 from tui.app import P2pnetApp
 from tui.forms import CreateNetworkForm, PositionForm, ProposeForm, ShowText, VerifyForm
-from tui.screens import DecisionScreen, NetworkScreen, NetworksScreen, UnlockScreen
+from tui.network import DecisionScreen, NetworkScreen
+from tui.screens import NetworksScreen, UnlockScreen
 
 pytestmark = [pytest.mark.timeout(60), pytest.mark.anyio]
 FAST = KdfParams.insecure_for_tests()

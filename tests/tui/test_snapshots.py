@@ -17,7 +17,7 @@ from rich.console import Console
 from crypto import KdfParams
 from p2pnet.node import Node
 from tui.app import P2pnetApp
-from tui.screens import NetworkScreen
+from tui.network import NetworkScreen
 
 pytestmark = [pytest.mark.timeout(60), pytest.mark.anyio]
 FAST = KdfParams.insecure_for_tests()
