@@ -245,7 +245,10 @@ class P2pnetApp(App[None]):
         if self._thread is None or not self._network:
             return "offline"
         peers = self._thread.peers_online(network_id)
-        return f"online, {peers} peer(s)" if peers else "online, no peer reached yet"
+        last = self._thread.last_sync_ms(network_id)
+        clock = time.strftime("%H:%M:%S", time.localtime(last / 1000)) if last else ""
+        when = f", last sync {clock}" if last else ""
+        return (f"online, {peers} peer(s)" if peers else "online, no peer reached yet") + when
 
     def status_line(self) -> str:
         name = self.call(lambda: self.node.name)

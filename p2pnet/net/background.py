@@ -198,6 +198,14 @@ class NodeThread:
             raise NodeError("the node's thread is not running")
         return trio.from_thread.run(afn, *args, trio_token=self._token)
 
+    def last_sync_ms(self, network_id: bytes) -> int | None:
+        """When a session of the network last finished catching up (wall clock, ms)."""
+        runtime = self.runtimes.get(network_id)
+        if runtime is None:
+            return None
+        times = [s.last_sync_ms for s in list(runtime.status.values()) if s.last_sync_ms]
+        return max(times) if times else None
+
     def peers_online(self, network_id: bytes) -> int:
         """How many peers of the network have a live session now."""
         runtime = self.runtimes.get(network_id)

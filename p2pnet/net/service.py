@@ -56,6 +56,7 @@ from p2pnet.net.relay import (
 )
 from p2pnet.net.session import PROTOCOL, Session, StreamEnded, exchange_proofs
 from p2pnet.node import Node, NodeEvent
+from p2pnet.node import now_ms as now_wall_ms
 from p2pnet.peers import PeerScores
 from protocol import RemoteProtocolError
 
@@ -155,7 +156,7 @@ class NetworkRuntime:
         self._announce = list(announce) if announce is not None else None
         self._extra = [info_from_p2p_addr(multiaddr.Multiaddr(a)) for a in peers]
         self._dial_members = dial_members
-        self._now_ms = now_ms or (lambda: int(trio.current_time() * 1000))
+        self._now_ms = now_ms or now_wall_ms  # wall clock: shown to people as "last sync"
         self.sessions: dict[ID, Session] = {}
         self.status: dict[ID, PeerStatus] = {}
         self.scores = PeerScores()
