@@ -82,7 +82,10 @@ class Dag:
         self._author = array("I")
         self._seq = array("I")
         self._lamport = array("I")
-        self._parents: list[tuple[int, ...]] = []
+        # The parents of op i are _parents[_parent_ends[i - 1]:_parent_ends[i]]: one flat
+        # array, not 100k tuples for the cyclic collector to walk after a start-up.
+        self._parents = array("I")
+        self._parent_ends = array("I")
         self._vector: list[int] = []
         self._authors: dict[bytes, int] = {}
         self._author_keys: list[bytes] = []
@@ -228,13 +231,17 @@ class Dag:
         stack = [start]
         seen = {start}
         while stack:
-            for parent in self._parents[stack.pop()]:
+            for parent in self._parents_of(stack.pop()):
                 if parent == target:
                     return True
                 if parent not in seen and self._lamport[parent] > floor:
                     seen.add(parent)
                     stack.append(parent)
         return False
+
+    def _parents_of(self, index: int) -> array[int]:
+        ends = self._parent_ends
+        return self._parents[ends[index - 1] if index else 0 : ends[index]]
 
     def ancestors(self, op_id: bytes) -> Iterator[bytes]:
         """Every op in the causal past of ``op_id`` (itself included), in no set order."""
@@ -244,7 +251,7 @@ class Dag:
         while stack:
             current = stack.pop()
             yield self._ids[current]
-            for parent in self._parents[current]:
+            for parent in self._parents_of(current):
                 if parent not in seen:
                     seen.add(parent)
                     stack.append(parent)
@@ -350,7 +357,8 @@ class Dag:
         self._author.append(slot)
         self._seq.append(seq)
         lamports.append(lamport)
-        self._parents.append(parents)
+        self._parents.extend(parents)
+        self._parent_ends.append(len(self._parents))
         vectors.append(vector)
         self._heads.difference_update(parents)
         self._heads.add(index)
