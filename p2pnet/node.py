@@ -68,6 +68,7 @@ from protocol import (
     LocalProtocolError,
     LogReport,
     NetworkState,
+    ProtocolError,
     RemoteProtocolError,
     VerifiedOp,
     export_log,
@@ -403,7 +404,7 @@ class Node:
                 return None
             signed = decrypt_group(envelope, epochs=net.epochs, route_tag=net.secret.route_tag)
             return envelope.envelope_id, reload_verified_op(signed)
-        except (CryptoError, RemoteProtocolError):
+        except (CryptoError, ProtocolError):  # no key for it, or damaged: checked as received
             return None
 
     def _keep_ops(self, net: _Network, older: list[tuple[bytes, VerifiedOp]]) -> None:
@@ -811,7 +812,9 @@ class Node:
         ops: dict[bytes, VerifiedOp] = {}
         for op_id, signed in store.signed_ops(net.network_id, op_ids).items():
             with contextlib.suppress(RemoteProtocolError):
-                ops[op_id] = reload_verified_op(signed)  # a verified row of our own
+                kept = reload_verified_op(signed)  # a verified row of our own
+                if kept.op_id == op_id:  # (the op column is a keyed hash, not sealed)
+                    ops[op_id] = kept
         rest = [op_id for op_id in op_ids if op_id not in ops]
         for op_id, data in store.envelopes_of_ops(net.network_id, rest).items():
             envelope = parse_envelope(data)
@@ -820,7 +823,9 @@ class Node:
                     signed = decrypt_group(
                         envelope, epochs=net.epochs, route_tag=net.secret.route_tag
                     )
-                    ops[op_id] = reload_verified_op(signed)  # a verified row of our own
+                    kept = reload_verified_op(signed)  # a verified row of our own
+                    if kept.op_id == op_id:
+                        ops[op_id] = kept
         if len(ops) < len(set(op_ids)):
             ops = {**net.holdings.replica.index(), **ops}
         found: dict[bytes, dict[str, Any]] = {}
@@ -1081,8 +1086,8 @@ class Node:
             raise NodeError("the welcome's bundle is incomplete: ask your inviter for a new one")
         store = self.profile.store
         unattributed = net.holdings.unattributed()
-        ops = net.holdings.replica.index()
-        kept = [(_envelope_id(d), d, ops[o]) for o, d in net.holdings.by_op.items()]
+        ops = net.holdings.replica.index()  # (an op still waiting for a parent has none)
+        kept = [(_envelope_id(d), d, ops.get(o)) for o, d in net.holdings.by_op.items()]
         store.add_envelopes(secret.network_id, kept)
         store.add_envelopes(secret.network_id, list(unattributed.items()), verified=False)
         with store.transaction() as tx:

@@ -146,7 +146,8 @@ class Transaction:
 
     def keep_ops(self, network_id: bytes, ops: Iterable[tuple[bytes, VerifiedOp]]) -> None:
         """Keep, beside stored envelopes (``(envelope_id, op)``), the op each carries: fills
-        in rows stored before the store kept ops (schema 3 and older)."""
+        in rows stored before the store kept ops (schema 3 and older). Only for rows stored
+        as verified, with the op read from that very envelope: a start-up trusts it."""
         key = self._store._key
         net = key.index(network_id)
         rows = []

@@ -259,16 +259,16 @@ class MemoryHoldings:
         envelope_ids = self.envelope_ids
         eid_of = self._eid_of
         buffer, ends, lamports, op_ids = stream.buffer, stream.ends, stream.lamports, stream.ids
-        last = (0, b"")
+        last_lamport, last_id = 0, b""
         for envelope_id, lamport, signed in stored:
             op_id = _blake2b(signed, digest_size=32).digest()  # op_id_of, inlined
             if envelope_id in envelope_ids or op_id in eid_of:
                 continue  # the same envelope, or the same op in another envelope: not kept
             envelope_ids.add(envelope_id)
             eid_of[op_id] = envelope_id
-            if lamport < last[0] or (lamport == last[0] and op_id < last[1]):
+            if lamport < last_lamport or (lamport == last_lamport and op_id < last_id):
                 stream.in_order = False
-            last = (lamport, op_id)
+            last_lamport, last_id = lamport, op_id
             lamports.append(lamport)
             op_ids.append(op_id)
             buffer += signed

@@ -232,3 +232,22 @@ def test_an_op_moved_to_another_networks_rows_fails_only_that_network(tmp_path: 
     with Node.open(tmp_path, "default", PASS) as again:
         assert set(again.unavailable) == {first}
         assert again.state("Second").name == "Second"
+
+
+def test_texts_are_never_read_from_a_row_with_a_swapped_op_index(tmp_path: Path) -> None:
+    with Node.create(tmp_path, "default", PASS, name="Ana", kdf=FAST) as ana:
+        ana.create_network("Net", "coordination")
+        first = ana.propose("Net", title="First")
+        second = ana.propose("Net", title="Second")
+        # The op column is a keyed hash in clear: swapping it between two rows must not
+        # make one op's text show as the other's.
+        db = sqlite3.connect(tmp_path / "profiles" / "default" / "store.db")
+        rows = db.execute("SELECT rowid, op FROM envelopes ORDER BY rowid").fetchall()
+        (a, op_a), (b, op_b) = rows[-2], rows[-1]
+        db.execute("UPDATE envelopes SET op = ? WHERE rowid = ?", (op_b, a))
+        db.execute("UPDATE envelopes SET op = ? WHERE rowid = ?", (op_a, b))
+        db.commit()
+        db.close()
+        texts = ana.texts("Net", [first.op_id, second.op_id])
+        assert texts[first.op_id]["title"] == "First"
+        assert texts[second.op_id]["title"] == "Second"
