@@ -368,3 +368,17 @@ def test_version_3_rows_read_as_envelopes_until_their_ops_are_kept(
     assert rows[1][1:] == (b"b" * 32, op.lamport, op.signed)
     assert s.signed_ops(NET, [op.op_id]) == {op.op_id: op.signed}
     s.close()
+
+
+def test_a_new_store_uses_8_kib_pages_and_an_old_one_keeps_its_own(
+    tmp_path: Path, key: LocalKey
+) -> None:
+    Store.open(tmp_path / "new.db", key).close()
+    assert _raw(tmp_path / "new.db", "PRAGMA page_size") == [(8192,)]
+    old = sqlite3.connect(tmp_path / "old.db")
+    old.execute("PRAGMA page_size = 4096")
+    old.execute("CREATE TABLE t (x)")
+    old.commit()
+    old.close()
+    Store.open(tmp_path / "old.db", key).close()  # migrated from an empty schema
+    assert _raw(tmp_path / "old.db", "PRAGMA page_size") == [(4096,)]
