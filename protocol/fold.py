@@ -831,9 +831,7 @@ class Replica:
                 last = key
         self._last = last
         if refold:
-            everything = self._all([])
-            self._folder = _fold_indexed(self.dag, everything, self.network_id)
-            self._last = _order(everything[-1])
+            self._refold([])
         return indexed
 
     def _fold_in(self, ready: list[VerifiedOp]) -> None:
@@ -856,9 +854,16 @@ class Replica:
                 continue
             self._last = key
         if refold:
-            everything = self._all(ready)
-            self._folder = _fold_indexed(self.dag, everything, self.network_id)
-            self._last = _order(everything[-1])
+            self._refold(ready)
+
+    def _refold(self, fresh: list[VerifiedOp]) -> None:
+        # Gathering every op (sorted, or read back) makes as many objects as the fold:
+        # the collector stays paused for both, or its passes over the ops held would
+        # land in the middle (docs/decisions.md, "The fold").
+        with no_gc_pauses():
+            everything = self._all(fresh)
+            self._folder = _fold_until_stable(self.dag, everything, self.network_id)
+        self._last = _order(everything[-1])
 
     def _all(self, fresh: list[VerifiedOp]) -> list[VerifiedOp]:
         """Every indexed op in fold order (``fresh``: ops in hand, maybe not stored yet)."""
