@@ -245,9 +245,9 @@ class MemoryHoldings:
         run as for any op. Returns how many ops became indexed.
 
         The ops are folded as a stream: a first pass keeps only their signed bytes (in one
-        buffer) and fold-order keys, then each op is decoded, indexed, folded and dropped
-        in fold order. The ops of a large network never all exist as objects at once
-        (100k of them would take some 200 MB, and fragment the heap for good).
+        buffer), lamports and ids, then each op is decoded, indexed, folded and dropped in
+        fold order. The ops of a large network never all exist as objects at once (100k
+        of them would take some 200 MB, and fragment the heap for good).
 
         Raises:
             RemoteProtocolError: a stored op is damaged, or of another network.
