@@ -812,26 +812,30 @@ class Replica:
         refold = False
         indexed = 0
         self._index = None
-        for op in ops:
-            for current in dag.add(op, bounded=False):
-                indexed += 1
-                if keep:
-                    self._ops.append(current)
-                if refold:
-                    continue
-                key = (current[4], current[0])
-                if last is not None and key < last:
-                    refold = True
-                    continue
-                try:
-                    folder.apply(current)
-                except _Retroactive:
-                    refold = True
-                    continue
-                last = key
-        self._last = last
-        if refold:
-            self._refold([])
+        try:
+            for op in ops:
+                for current in dag.add(op, bounded=False):
+                    indexed += 1
+                    if keep:
+                        self._ops.append(current)
+                    if refold:
+                        continue
+                    key = (current[4], current[0])
+                    if last is not None and key < last:
+                        refold = True
+                        continue
+                    try:
+                        folder.apply(current)
+                    except _Retroactive:
+                        refold = True
+                        continue
+                    last = key
+        finally:
+            # Even when the ops stop coming part-way (a damaged row), the replica must
+            # equal the fold of what its DAG indexed.
+            self._last = last
+            if refold:
+                self._refold([])
         return indexed
 
     def _fold_in(self, ready: list[VerifiedOp]) -> None:

@@ -89,3 +89,20 @@ def test_only_holdings_with_an_archive_reload() -> None:
     sim = _story()
     with pytest.raises(LocalProtocolError):
         _holdings(sim, archive=False).reload(_rows([sim.genesis]))
+
+
+def test_a_damaged_row_part_way_leaves_the_replica_equal_to_the_fold_of_its_dag() -> None:
+    sim = _story()
+    ops = sorted(sim.all_ops.values(), key=lambda o: (o.lamport, o.op_id))
+    rows = _rows(ops)
+    envelope_id, lamport, signed = rows[-2]
+    rows[-2] = (envelope_id, lamport + 1, signed)  # a lamport that is not the op's
+    holdings = _holdings(sim)
+    with pytest.raises(RemoteProtocolError):
+        holdings.reload(rows)
+    dag = holdings.replica.dag
+    indexed = [op for op in ops if op.op_id in dag]
+    assert 0 < len(indexed) < len(ops)
+    assert holdings.replica.state() == fold(
+        indexed, network_id=sim.network_id, genesis_id=sim.genesis.op_id
+    )
