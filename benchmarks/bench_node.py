@@ -77,7 +77,7 @@ def _build_profile(home: Path, history: History) -> None:
     batch = []
     for op in history.ops:
         envelope = seal_group(op, epoch=epoch, route_tag=secret.route_tag, nonce=random_bytes(24))
-        batch.append((hash256(envelope), envelope))
+        batch.append((hash256(envelope), envelope, op))  # as the node stores verified ops
         if len(batch) == 5000:
             profile.store.add_envelopes(secret.network_id, batch)
             batch = []

@@ -19,6 +19,7 @@ of the envelope is the associated data, so moving a ciphertext into another head
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from crypto._primitives import (
@@ -26,6 +27,7 @@ from crypto._primitives import (
     XNONCE_BYTES,
     aead_decrypt,
     aead_encrypt,
+    aead_opener,
     check_length,
     hash256,
 )
@@ -165,6 +167,13 @@ class LocalKey:
     def open(self, sealed: bytes, aad: bytes) -> bytes:
         """Raises :class:`DecryptionFailed` on any mismatch."""
         return aead_decrypt(self.key, sealed[:XNONCE_BYTES], sealed[XNONCE_BYTES:], aad)
+
+    def opener(self) -> Callable[[bytes, bytes], bytes]:
+        """:meth:`open` for many values in one loop (a start-up reading every row), at
+        about half the cost per small value. The function it returns reuses one buffer:
+        use it from one thread only.
+        """
+        return aead_opener(self.key)
 
     def index(self, value: bytes) -> bytes:
         """A keyed 16-byte hash, for local lookups that must not reveal ``value``."""

@@ -13,7 +13,7 @@ from collections.abc import Collection, Mapping
 
 from crypto import CryptoError, EpochKey
 from p2pnet.errors import StoreCorrupt
-from p2pnet.store import Store
+from p2pnet.store import Store, StoredOp
 from protocol import ProtocolError, RemoteProtocolError, parse_envelope
 from protocol.envelope import GroupEnvelope, decrypt_group
 from protocol.signed import VerifiedOp, reload_verified_op
@@ -54,20 +54,23 @@ class StoreArchive:
         if not wanted:
             return found
         digest = hashlib.blake2b
-        for row in self._store.envelopes(self._network_id):
-            try:
-                envelope = parse_envelope(row.data)
-                if not isinstance(envelope, GroupEnvelope):
-                    continue
-                signed = decrypt_group(envelope, epochs=self._epochs, route_tag=self._route_tag)
-            except (CryptoError, ProtocolError):
-                continue  # unattributed or junk: never part of the fold
+        for row in self._store.load(self._network_id):
+            if isinstance(row, StoredOp):
+                signed = row.signed
+            else:
+                try:
+                    envelope = parse_envelope(row.data)
+                    if not isinstance(envelope, GroupEnvelope):
+                        continue
+                    signed = decrypt_group(envelope, epochs=self._epochs, route_tag=self._route_tag)
+                except (CryptoError, ProtocolError):
+                    continue  # unattributed or junk: never part of the fold
             op_id = digest(signed, digest_size=32).digest()
             if op_id in wanted and op_id not in found:
                 # The DAG indexed this op in this process (verified then); the row is the
                 # same bytes (the op id is their hash), authenticated by the profile key.
                 try:
-                    found[op_id] = reload_verified_op(signed)
+                    found[op_id] = reload_verified_op(signed, op_id=op_id)
                 except RemoteProtocolError:
                     raise StoreCorrupt("a stored op is damaged") from None
                 if len(found) == len(wanted):

@@ -19,6 +19,7 @@ the remedy where there is one; the CLI and TUI show them as they are.
 from __future__ import annotations
 
 import contextlib
+import gc
 import hashlib
 import io
 import time
@@ -49,17 +50,25 @@ from p2pnet.bundle import (
     write_private_file,
     write_summary,
 )
-from p2pnet.errors import AmbiguousReference, NodeError, NotAllowed, NotFound, P2pnetError
+from p2pnet.errors import (
+    AmbiguousReference,
+    NodeError,
+    NotAllowed,
+    NotFound,
+    P2pnetError,
+    StoreError,
+)
 from p2pnet.files import open_or_fail, read_limited
 from p2pnet.profile import Profile, create_profile, open_profile, wipe_profile
 from p2pnet.references import by_long_prefix, check_name, parse_rule, resolve
 from p2pnet.statecache import decode_state, encode_state
-from p2pnet.store import Transaction
+from p2pnet.store import StoredOp, Transaction
 from p2pnet.verify import ParallelVerifier
 from protocol import (
     LocalProtocolError,
     LogReport,
     NetworkState,
+    ProtocolError,
     RemoteProtocolError,
     VerifiedOp,
     export_log,
@@ -312,7 +321,16 @@ class Node:
         archive = StoreArchive(self.profile.store, net.network_id, net.secret.route_tag, net.epochs)
         net.loaded = self._holdings(net.secret, net.genesis_id, net.epochs, archive=archive)
         net.position = 0
-        self._catch_up(net)
+        with no_gc_pauses():
+            self._catch_up(net)
+            # What the build made (the DAG, the fold's records: some 200k objects the
+            # cyclic collector tracks, at 100k ops) lives as long as the network. Move it
+            # straight to the oldest generation, as if it had survived the young ones:
+            # each young collection's pass over it would cost some 40 ms, in the first
+            # reads after a start-up. (Freezing empties the young generations and resets
+            # their count; unfreezing puts everything in the oldest.)
+            gc.freeze()
+            gc.unfreeze()
         return net.loaded
 
     def _holdings(
@@ -340,23 +358,31 @@ class Node:
 
     def _catch_up_rows(self, net: _Network) -> None:
         # Rows are authenticated under the profile key; those verified when they arrived
-        # (or written by this profile) are not checked again, and are read one at a time
-        # (a start-up never holds every envelope at once). Rows kept without a check (no
-        # key for them then) are verified now like anything received.
+        # (or written by this profile) are not checked again: their ops are read from the
+        # store (one decryption each) and folded as a stream (MemoryHoldings.reload).
+        # Verified rows stored before the store kept ops are opened as envelopes, and
+        # their ops then kept too. Rows kept without a check (no key for them then) are
+        # verified now like anything received.
+        holdings = net.holdings  # first: building it may fold rows in already
         unchecked: list[bytes] = []
+        older: list[tuple[bytes, VerifiedOp]] = []
         last = [net.position]
 
-        def trusted() -> Iterator[bytes]:
-            for row in self.profile.store.envelopes(net.network_id, after=net.position):
+        def trusted() -> Iterator[tuple[bytes, int, bytes]]:
+            for row in self.profile.store.load(net.network_id, after=net.position):
                 last[0] = row.position
-                if row.verified:
-                    yield row.data
+                if isinstance(row, StoredOp):
+                    yield row[1:]
+                elif row.verified and (opened := self._open_stored(net, row.data)) is not None:
+                    older.append(opened)
+                    yield opened[0], opened[1].lamport, opened[1].signed
                 else:
                     unchecked.append(row.data)
 
-        holdings = net.holdings
         before = len(holdings.envelope_ids)
-        holdings.receive(trusted(), from_own_store=True)
+        holdings.reload(trusted())
+        if older:
+            self._keep_ops(net, older)
         if unchecked:
             try:
                 holdings.receive(unchecked)
@@ -371,6 +397,28 @@ class Node:
             return
         net.position = last[0]
         self._emit(NodeEvent("ops", net.network_id, len(holdings.envelope_ids) - before))
+
+    def _open_stored(self, net: _Network, data: bytes) -> tuple[bytes, VerifiedOp] | None:
+        """The op of a verified row stored before the store kept ops (None: no op in it)."""
+        try:
+            envelope = parse_envelope(data)
+            if not isinstance(envelope, GroupEnvelope):
+                return None
+            signed = decrypt_group(envelope, epochs=net.epochs, route_tag=net.secret.route_tag)
+            return envelope.envelope_id, reload_verified_op(signed)
+        except (CryptoError, ProtocolError):  # no key for it, or damaged: checked as received
+            return None
+
+    def _keep_ops(self, net: _Network, older: list[tuple[bytes, VerifiedOp]]) -> None:
+        # Fill in the ops of rows from before schema 4, so the next start-up reads them
+        # directly. Inside a caller's transaction (a write that found the network unloaded)
+        # this joins it; otherwise it takes its own.
+        store = self.profile.store
+        if store.in_transaction:
+            Transaction(store).keep_ops(net.network_id, older)
+        else:
+            with contextlib.suppress(StoreError):  # a busy store: the next start-up retries
+                store.keep_ops(net.network_id, older)
 
     # -- events --------------------------------------------------------------------------
 
@@ -427,13 +475,12 @@ class Node:
             secret=secret,
             genesis_id=op.op_id,
             epochs={epoch.epoch_id: epoch},
-            loaded=self._holdings(secret, op.op_id, {epoch.epoch_id: epoch}),
             loader=self._build,
         )
         envelope = seal_group(op, epoch=epoch, route_tag=secret.route_tag, nonce=random_bytes(24))
         with self.profile.store.transaction() as tx:
             tx.put(secret.network_id, _NETWORK_KEY, _pack_network(net))
-            tx.add_envelopes(secret.network_id, [(_envelope_id(envelope), envelope)])
+            tx.add_envelopes(secret.network_id, [(_envelope_id(envelope), envelope, op)])
         keystore = self.profile.keystore
         keystore.save(keystore.contents.with_network(secret))
         self._catch_up(net)
@@ -491,7 +538,7 @@ class Node:
             envelope = seal_group(
                 op, epoch=epoch, route_tag=net.secret.route_tag, nonce=random_bytes(24)
             )
-            tx.add_envelopes(net.network_id, [(_envelope_id(envelope), envelope, op.op_id)])
+            tx.add_envelopes(net.network_id, [(_envelope_id(envelope), envelope, op)])
         self._catch_up(net)
         invalid = dict(net.holdings.replica.folder.reasons).get(op.op_id)
         if invalid is not None:
@@ -570,7 +617,7 @@ class Node:
             announce = seal_group(
                 op, epoch=new, route_tag=net.secret.route_tag, nonce=random_bytes(24)
             )
-            tx.add_envelopes(net.network_id, [(_envelope_id(announce), announce, op.op_id)])
+            tx.add_envelopes(net.network_id, [(_envelope_id(announce), announce, op)])
             tx.add_envelopes(net.network_id, [(_envelope_id(e), e) for e in sealed], verified=False)
         self._catch_up(net)
 
@@ -763,15 +810,24 @@ class Node:
         Read from the store by op id (no DAG needed); only ops stored before the store
         recorded op ids make the node fold the network to find them."""
         net = self._net(ref)
+        store = self.profile.store
         ops: dict[bytes, VerifiedOp] = {}
-        for op_id, data in self.profile.store.envelopes_of_ops(net.network_id, op_ids).items():
+        for op_id, signed in store.signed_ops(net.network_id, op_ids).items():
+            with contextlib.suppress(RemoteProtocolError):
+                kept = reload_verified_op(signed)  # a verified row of our own
+                if kept.op_id == op_id:  # (the op column is a keyed hash, not sealed)
+                    ops[op_id] = kept
+        rest = [op_id for op_id in op_ids if op_id not in ops]
+        for op_id, data in store.envelopes_of_ops(net.network_id, rest).items():
             envelope = parse_envelope(data)
             if isinstance(envelope, GroupEnvelope):
                 with contextlib.suppress(RemoteProtocolError, CryptoError):
                     signed = decrypt_group(
                         envelope, epochs=net.epochs, route_tag=net.secret.route_tag
                     )
-                    ops[op_id] = reload_verified_op(signed)  # a verified row of our own
+                    kept = reload_verified_op(signed)  # a verified row of our own
+                    if kept.op_id == op_id:
+                        ops[op_id] = kept
         if len(ops) < len(set(op_ids)):
             ops = {**net.holdings.replica.index(), **ops}
         found: dict[bytes, dict[str, Any]] = {}
@@ -1070,8 +1126,9 @@ class Node:
             raise NodeError("the welcome's bundle is incomplete: ask your inviter for a new one")
         store = self.profile.store
         unattributed = net.holdings.unattributed()
-        kept = [(op_id, data) for op_id, data in net.holdings.by_op.items()]
-        store.add_envelopes(secret.network_id, [(_envelope_id(d), d, o) for o, d in kept])
+        ops = net.holdings.replica.index()  # (an op still waiting for a parent has none)
+        kept = [(_envelope_id(d), d, ops.get(o)) for o, d in net.holdings.by_op.items()]
+        store.add_envelopes(secret.network_id, kept)
         store.add_envelopes(secret.network_id, list(unattributed.items()), verified=False)
         with store.transaction() as tx:
             tx.put(secret.network_id, _NETWORK_KEY, _pack_network(net))
@@ -1081,6 +1138,9 @@ class Node:
         keystore = self.profile.keystore
         keystore.save(keystore.contents.with_network(secret))
         self._networks[secret.network_id] = net
+        # From now on the store is the archive: fold the network again from it, as at any
+        # start-up, instead of keeping the import's envelopes and ops in memory.
+        net.loaded = None
         self._catch_up(net)
         self._emit(NodeEvent("network", secret.network_id))
         return report
@@ -1366,7 +1426,7 @@ class _StoreHoldings:
 
     def _store(
         self,
-        verified: list[tuple[bytes, bytes, bytes | None]],
+        verified: list[tuple[bytes, bytes, VerifiedOp | None]],
         unverified: list[tuple[bytes, bytes]],
     ) -> tuple[int, int]:
         """Insert in one transaction; returns the store positions (before, after). When

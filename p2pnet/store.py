@@ -10,7 +10,10 @@ of addresses:
   byte-for-byte against recorded network traffic (route tags, envelope ids); the inner
   bytes are still exactly those received, so hashes and signatures stay over the exact
   bytes. Rows are looked up by keyed hashes (``LocalKey.index``) of the network id and the
-  envelope id. ``rowid`` is the local arrival order.
+  envelope id. ``rowid`` is the local arrival order. Beside a verified envelope, the
+  ``signed`` column keeps the op it carries (its lamport, the envelope id and the signed
+  op), also sealed under the profile key: a start-up reads that with one decryption
+  instead of opening the envelope under its epoch key (docs/decisions.md, "The node").
 - ``local``: a small key/value space per network for local data (epoch keys, peer keys,
   the state cache, the author's chain head), each value sealed with its row's name as
   associated data so values cannot be swapped between rows.
@@ -30,11 +33,13 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from crypto import DecryptionFailed, LocalKey
 from p2pnet.errors import StoreCorrupt, StoreError
+from protocol.signed import VerifiedOp
 
-__all__ = ["SCHEMA_VERSION", "Store", "StoredEnvelope", "Transaction"]
+__all__ = ["SCHEMA_VERSION", "Store", "StoredEnvelope", "StoredOp", "Transaction"]
 
 # Each entry migrates from version i to i + 1. Never edit a released entry.
 _MIGRATIONS: tuple[str, ...] = (
@@ -62,10 +67,16 @@ _MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE envelopes ADD COLUMN op BLOB;
     CREATE INDEX envelopes_by_op ON envelopes (net, op);
     """,
+    # 3 -> 4: the op a verified envelope carries, sealed beside it (see StoredOp). Older
+    # rows stay NULL: they are read through their envelope, and the node fills them in.
+    "ALTER TABLE envelopes ADD COLUMN signed BLOB;",
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 _PROFILE_NET = b"\x00" * 16  # the `net` of profile-wide local rows
 _BUSY_TIMEOUT_S = 10.0
+_PAGE_BYTES = 8192
+_ENVELOPE_ID_BYTES = 32
+_OP_HEAD = 8 + _ENVELOPE_ID_BYTES  # a stored op: lamport (8 bytes, big-endian), envelope id
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +86,16 @@ class StoredEnvelope:
     position: int
     data: bytes
     verified: bool = True  # False: kept without a signature check (no key for it yet)
+
+
+class StoredOp(NamedTuple):
+    """A verified op as the store keeps it beside its envelope: what a start-up reloads
+    (with one decryption under the profile key, and no epoch key)."""
+
+    position: int
+    envelope_id: bytes
+    lamport: int
+    signed: bytes
 
 
 class Transaction:
@@ -87,16 +108,20 @@ class Transaction:
     def add_envelopes(
         self,
         network_id: bytes,
-        envelopes: Iterable[tuple[bytes, bytes] | tuple[bytes, bytes, bytes | None]],
+        envelopes: Iterable[tuple[bytes, bytes] | tuple[bytes, bytes, VerifiedOp | None]],
         *,
         verified: bool = True,
     ) -> int:
-        """Insert ``(envelope_id, envelope_bytes[, op_id])`` rows; duplicates are ignored.
+        """Insert ``(envelope_id, envelope_bytes[, op])`` rows; duplicates are ignored.
         ``verified`` records whether their signatures were checked (sealed with the row,
-        so a later reader knows which rows it may trust without checking again); the op id,
-        when given, is kept as a keyed hash to find the op's envelope later.
+        so a later reader knows which rows it may trust without checking again). The op
+        an envelope carries, when given, is kept beside it (sealed, with a keyed hash of
+        its id to find it later); only verified rows may have one.
 
         Returns how many were new.
+
+        Raises:
+            ValueError: an op given for rows that are not verified.
         """
         key = self._store._key
         net = key.index(network_id)
@@ -104,19 +129,40 @@ class Transaction:
         rows = []
         for item in envelopes:
             eid, data = item[0], item[1]
-            op_id = item[2] if len(item) > 2 else None
+            op = item[2] if len(item) > 2 else None
             eid_idx = key.index(eid)
-            op_idx = key.index(op_id) if op_id is not None else None
-            rows.append((eid_idx, net, key.seal(flag + data, b"env" + eid_idx), op_idx))
+            op_idx = signed = None
+            if op is not None:
+                if not verified:
+                    raise ValueError("only verified envelopes keep their op")
+                op_idx = key.index(op.op_id)
+                signed = key.seal(_pack_op(eid, op), _op_aad(eid_idx))
+            rows.append((eid_idx, net, key.seal(flag + data, b"env" + eid_idx), op_idx, signed))
         before = self._db.total_changes
         self._db.executemany(
-            "INSERT OR IGNORE INTO envelopes (eid, net, data, op) VALUES (?, ?, ?, ?)", rows
+            "INSERT OR IGNORE INTO envelopes (eid, net, data, op, signed) VALUES (?, ?, ?, ?, ?)",
+            rows,
         )
         return self._db.total_changes - before
 
     def last_position(self, network_id: bytes) -> int:
         """:meth:`Store.last_position` inside this transaction."""
         return self._store.last_position(network_id)
+
+    def keep_ops(self, network_id: bytes, ops: Iterable[tuple[bytes, VerifiedOp]]) -> None:
+        """Keep, beside stored envelopes (``(envelope_id, op)``), the op each carries: fills
+        in rows stored before the store kept ops (schema 3 and older). Only for rows stored
+        as verified, with the op read from that very envelope: a start-up trusts it."""
+        key = self._store._key
+        net = key.index(network_id)
+        rows = []
+        for eid, op in ops:
+            eid_idx = key.index(eid)
+            signed = key.seal(_pack_op(eid, op), _op_aad(eid_idx))
+            rows.append((key.index(op.op_id), signed, eid_idx, net))
+        self._db.executemany(
+            "UPDATE envelopes SET op = ?, signed = ? WHERE eid = ? AND net = ?", rows
+        )
 
     def has_envelope(self, envelope_id: bytes) -> bool:
         row = self._db.execute(
@@ -185,6 +231,10 @@ class Store:
             raise StoreError(f"cannot open the store: {exc}") from None
         store = cls(db, key, path)
         try:
+            # Rows of about 1.4 KB (an envelope and its op) left a third of 4 KiB pages
+            # empty (docs/decisions.md). Takes effect only in a new database, set before
+            # WAL mode and the first table; an existing one keeps its page size.
+            db.execute(f"PRAGMA page_size={_PAGE_BYTES}")
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
             db.execute("PRAGMA secure_delete=ON")
@@ -265,13 +315,23 @@ class Store:
     def add_envelopes(
         self,
         network_id: bytes,
-        envelopes: Iterable[tuple[bytes, bytes] | tuple[bytes, bytes, bytes | None]],
+        envelopes: Iterable[tuple[bytes, bytes] | tuple[bytes, bytes, VerifiedOp | None]],
         *,
         verified: bool = True,
     ) -> int:
         """Insert a batch in one transaction; returns how many were new."""
         with self.transaction() as tx:
             return tx.add_envelopes(network_id, envelopes, verified=verified)
+
+    @property
+    def in_transaction(self) -> bool:
+        """Whether a transaction is open on this connection."""
+        return self._db.in_transaction
+
+    def keep_ops(self, network_id: bytes, ops: Iterable[tuple[bytes, VerifiedOp]]) -> None:
+        """:meth:`Transaction.keep_ops` in a transaction of its own."""
+        with self.transaction() as tx:
+            tx.keep_ops(network_id, ops)
 
     def get(self, network_id: bytes | None, name: str) -> bytes | None:
         with self.transaction() as tx:
@@ -280,6 +340,24 @@ class Store:
     def put(self, network_id: bytes | None, name: str, value: bytes) -> None:
         with self.transaction() as tx:
             tx.put(network_id, name, value)
+
+    def signed_ops(self, network_id: bytes, op_ids: Iterable[bytes]) -> dict[bytes, bytes]:
+        """The signed bytes of these ops, for those the store keeps beside their envelope.
+
+        Raises:
+            StoreCorrupt: a row does not decrypt.
+        """
+        key = self._key
+        net = key.index(network_id)
+        found: dict[bytes, bytes] = {}
+        for op_id in op_ids:
+            row = self._db.execute(
+                "SELECT eid, signed FROM envelopes WHERE net = ? AND op = ? AND signed NOT NULL",
+                (net, key.index(op_id)),
+            ).fetchone()
+            if row is not None:
+                found[op_id] = self._open_op(row[1], row[0])[_OP_HEAD:]
+        return found
 
     def envelopes_of_ops(self, network_id: bytes, op_ids: Iterable[bytes]) -> dict[bytes, bytes]:
         """The verified envelopes that carry these ops (those whose op is recorded).
@@ -356,6 +434,68 @@ class Store:
                 raise StoreCorrupt("a stored envelope is damaged")
             yield StoredEnvelope(position, data[1:], data[0] == 1)
 
+    def load(self, network_id: bytes, *, after: int = 0) -> Iterator[StoredOp | StoredEnvelope]:
+        """The network's rows in arrival order, after local position ``after``: for a row
+        that keeps its op, the :class:`StoredOp` (its envelope is neither read nor
+        decrypted); for any other, the :class:`StoredEnvelope`.
+
+        Raises:
+            StoreCorrupt: a row does not decrypt.
+        """
+        net = self._key.index(network_id)
+        cursor = self._db.execute(
+            "SELECT rowid, eid, signed, CASE WHEN signed IS NULL THEN data END FROM envelopes"
+            " WHERE net = ? AND rowid > ? ORDER BY rowid",
+            (net, after),
+        )
+        key = self._key
+        open_ = key.opener()
+        for position, eid_idx, signed, sealed in cursor:
+            if signed is not None:
+                try:
+                    plain = open_(signed, b"op" + eid_idx)  # _op_aad, inlined
+                except DecryptionFailed:
+                    raise StoreCorrupt("a stored op does not decrypt") from None
+                if len(plain) <= _OP_HEAD:
+                    raise StoreCorrupt("a stored op is damaged")
+                yield StoredOp(
+                    position,
+                    plain[8:_OP_HEAD],
+                    int.from_bytes(plain[:8], "big"),
+                    plain[_OP_HEAD:],
+                )
+                continue
+            try:
+                data = key.open(sealed, b"env" + eid_idx)
+            except DecryptionFailed:
+                raise StoreCorrupt("a stored envelope does not decrypt") from None
+            if not data or data[0] not in (0, 1):
+                raise StoreCorrupt("a stored envelope is damaged")
+            yield StoredEnvelope(position, data[1:], data[0] == 1)
+
+    def _open_op(self, sealed: bytes, eid_idx: bytes) -> bytes:
+        try:
+            plain = self._key.open(sealed, _op_aad(eid_idx))
+        except DecryptionFailed:
+            raise StoreCorrupt("a stored op does not decrypt") from None
+        if len(plain) <= _OP_HEAD:
+            raise StoreCorrupt("a stored op is damaged")
+        return plain
+
     def close(self) -> None:
         """Close the database (idempotent)."""
         self._db.close()
+
+
+def _pack_op(envelope_id: bytes, op: VerifiedOp) -> bytes:
+    if len(envelope_id) != _ENVELOPE_ID_BYTES:
+        raise ValueError("an envelope id is 32 bytes")
+    return op.lamport.to_bytes(8, "big") + envelope_id + op.signed
+
+
+def _op_aad(eid_idx: bytes) -> bytes:
+    # The row's envelope: a sealed op cannot be moved to another row. (Not its network,
+    # like the envelope's own seal: a row moved to another network's index decrypts, and
+    # the node refuses it there as an op of another network, so only that network fails
+    # to load.)
+    return b"op" + eid_idx

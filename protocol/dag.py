@@ -55,18 +55,15 @@ class Rejected:
 
 
 class _Masks:
-    """Guard and value masks for a given number of author fields, grown on demand."""
+    """The guard bits for a given number of author fields, grown on demand."""
 
     def __init__(self) -> None:
         self.fields = 0
         self.guards = 0
-        self.values = 0
 
     def grow(self, fields: int) -> None:
         while self.fields < fields:
-            shift = self.fields * _FIELD
-            self.guards |= 1 << (shift + _VALUE_BITS)
-            self.values |= _VALUE_MASK << shift
+            self.guards |= 1 << (self.fields * _FIELD + _VALUE_BITS)
             self.fields += 1
 
 
@@ -85,7 +82,10 @@ class Dag:
         self._author = array("I")
         self._seq = array("I")
         self._lamport = array("I")
-        self._parents: list[tuple[int, ...]] = []
+        # The parents of op i are _parents[_parent_ends[i - 1]:_parent_ends[i]]: one flat
+        # array, not 100k tuples for the cyclic collector to walk after a start-up.
+        self._parents = array("I")
+        self._parent_ends = array("I")
         self._vector: list[int] = []
         self._authors: dict[bytes, int] = {}
         self._author_keys: list[bytes] = []
@@ -231,13 +231,17 @@ class Dag:
         stack = [start]
         seen = {start}
         while stack:
-            for parent in self._parents[stack.pop()]:
+            for parent in self._parents_of(stack.pop()):
                 if parent == target:
                     return True
                 if parent not in seen and self._lamport[parent] > floor:
                     seen.add(parent)
                     stack.append(parent)
         return False
+
+    def _parents_of(self, index: int) -> array[int]:
+        ends = self._parent_ends
+        return self._parents[ends[index - 1] if index else 0 : ends[index]]
 
     def ancestors(self, op_id: bytes) -> Iterator[bytes]:
         """Every op in the causal past of ``op_id`` (itself included), in no set order."""
@@ -247,7 +251,7 @@ class Dag:
         while stack:
             current = stack.pop()
             yield self._ids[current]
-            for parent in self._parents[current]:
+            for parent in self._parents_of(current):
                 if parent not in seen:
                     seen.add(parent)
                     stack.append(parent)
@@ -267,30 +271,32 @@ class Dag:
         index = self._index
         if op_id in index or op_id in self._waiting_ids or op_id in self._rejected:
             return []
-        missing = [p for p in op[5] if p not in index]
-        if missing:
+        try:
+            parents = tuple([index[p] for p in op[5]])
+        except KeyError:
             if bounded and len(self._waiting_ids) >= MAX_WAITING:
-                raise OverflowError("too many ops wait for missing parents")
-            self._waiting_ids.add(op.op_id)
+                raise OverflowError("too many ops wait for missing parents") from None
+            self._waiting_ids.add(op_id)
             # Wait on one missing parent; when it arrives the op is offered again.
-            self._waiting.setdefault(missing[0], []).append(op)
+            missing = next(p for p in op[5] if p not in index)
+            self._waiting.setdefault(missing, []).append(op)
             return []
         if not self._waiting:  # the common case: nothing can be waiting on this op
-            return [op] if self._insert(op) else []
+            return [op] if self._insert(op, parents) else []
         ready: list[VerifiedOp] = []
-        queue = [op]
+        queue = [(op, parents)]
         while queue:
-            current = queue.pop()
-            if self._insert(current):
+            current, parents = queue.pop()
+            if self._insert(current, parents):
                 ready.append(current)
                 for child in self._waiting.pop(current.op_id, []):
                     self._waiting_ids.discard(child.op_id)
-                    still_missing = [p for p in child.parents if p not in self._index]
+                    still_missing = [p for p in child.parents if p not in index]
                     if still_missing:
                         self._waiting_ids.add(child.op_id)
                         self._waiting.setdefault(still_missing[0], []).append(child)
                     else:
-                        queue.append(child)
+                        queue.append((child, tuple([index[p] for p in child.parents])))
         return ready
 
     def add_all(self, ops: Iterable[VerifiedOp]) -> list[VerifiedOp]:
@@ -305,10 +311,9 @@ class Dag:
         self.rejected.append(Rejected(op.op_id, reason))
         return False
 
-    def _insert(self, op: VerifiedOp) -> bool:
-        op_id, _net, author, seq, lamport, parent_ids = op[:6]
-        index_of = self._index
-        parents = tuple([index_of[p] for p in parent_ids])
+    def _insert(self, op: VerifiedOp, parents: tuple[int, ...]) -> bool:
+        # ``parents``: the indices of the op's parents, every one of them indexed.
+        op_id, _net, author, seq, lamport = op[:5]
         lamports = self._lamport
         if not parents:
             if op_id != self.genesis_id:
@@ -328,23 +333,32 @@ class Dag:
             self._author_keys.append(author)
             self._chain.append(array("I"))
             self._masks.grow(slot + 1)
-        vector = seq << (slot * _FIELD)
+        shift = slot * _FIELD
         vectors = self._vector
-        guard_mask = self._masks.guards
-        value_mask = self._masks.values
-        for p in parents:
-            # Field-wise max (see _merge), inlined: this loop runs for every parent.
-            other = vectors[p]
-            guards = (vector | guard_mask) - other & guard_mask
-            wins = guards - (guards >> _VALUE_BITS)
-            vector = (vector & wins) | (other & (value_mask ^ wins))
+        if parents:
+            # The field-wise maximum of the parents' vectors (see _merge, inlined: this
+            # loop runs for every parent but the first), then our own entry, raised to
+            # ``seq`` unless the past already holds a higher one (a fork).
+            vector = vectors[parents[0]]
+            guard_mask = self._masks.guards
+            for p in parents[1:]:
+                other = vectors[p]
+                diff = (vector | guard_mask) - other
+                guards = diff & guard_mask
+                vector = other + (diff & (guards - (guards >> _VALUE_BITS)))
+            own = (vector >> shift) & _VALUE_MASK
+            if own < seq:
+                vector += (seq - own) << shift
+        else:
+            vector = seq << shift
         index = len(self._ids)
-        index_of[op_id] = index
+        self._index[op_id] = index
         self._ids.append(op_id)
         self._author.append(slot)
         self._seq.append(seq)
         lamports.append(lamport)
-        self._parents.append(parents)
+        self._parents.extend(parents)
+        self._parent_ends.append(len(self._parents))
         vectors.append(vector)
         self._heads.difference_update(parents)
         self._heads.add(index)
@@ -359,10 +373,13 @@ class Dag:
     def _names_previous(self, slot: int | None, seq: int, parents: tuple[int, ...]) -> bool:
         if slot is None or seq - 1 > len(self._chain[slot]):
             return False
+        if not self._forks:  # no fork anywhere: one op per seq
+            return self._chain[slot][seq - 2] in parents
         return any(p in parents for p in self._at(slot, seq - 1))
 
     def _merge(self, a: int, b: int) -> int:
-        # Field-wise max: per field, the guard bit of (a | G) - b survives iff a >= b.
-        guards = (a | self._masks.guards) - b & self._masks.guards
-        a_wins = guards - (guards >> _VALUE_BITS)
-        return (a & a_wins) | (b & (self._masks.values ^ a_wins))
+        # Field-wise max: per field, (a | G) - b holds the guard bit iff a >= b, above
+        # a - b (no borrow crosses a field); b plus that difference where a wins is a.
+        diff = (a | self._masks.guards) - b
+        guards = diff & self._masks.guards
+        return b + (diff & (guards - (guards >> _VALUE_BITS)))

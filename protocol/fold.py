@@ -198,8 +198,9 @@ class Folder:
             valid = False
         else:
             self.applied += 1
-            if op.seq > self.max_applied.get(op.author, 0):
-                self.max_applied[op.author] = op.seq
+            seq = op[3]  # op.seq, op.author: indexing is cheaper, and this runs per op
+            if seq > self.max_applied.get(op[2], 0):
+                self.max_applied[op[2]] = seq
             valid = True
         if self._triggers and op.op_id in self._triggers:
             self._enforce_imposed(op.op_id)
@@ -503,9 +504,10 @@ def _open_decision(f: Folder, decision_id: bytes) -> _DecisionRec:
 
 
 def _position(f: Folder, op: VerifiedOp, author: _MemberRec) -> None:
-    body = op.body
+    op_id, _net, author_key, seq = op[:4]  # the most common op: indexing, not properties
+    body = op[8]
     decision = _open_decision(f, body["proposal"])
-    if op.author not in decision.electorate:
+    if author_key not in decision.electorate:
         raise _Invalid("not in this proposal's electorate")
     rounds = decision.rounds
     if body["round"] not in rounds:
@@ -518,7 +520,7 @@ def _position(f: Folder, op: VerifiedOp, author: _MemberRec) -> None:
     # The state keeps one object for each member key, round id and stance, not one copy
     # per position (a 100k-op network has some 70k positions).
     round_id = rounds[rounds.index(body["round"])]
-    decision.positions.append(Position(author.key, intern(stance), op.op_id, op.seq, round_id))
+    decision.positions.append(Position(author.key, intern(stance), op_id, seq, round_id))
 
 
 def _amendment(f: Folder, op: VerifiedOp, author: _MemberRec) -> None:
@@ -776,9 +778,8 @@ class Replica:
         """
         return self.add_many([op])
 
-    def add_many(self, ops: Iterable[VerifiedOp], *, bounded: bool = True) -> list[VerifiedOp]:
-        """:meth:`add` for a batch (one sort, one pass). ``bounded=False`` lifts the limit
-        on ops waiting for parents: for reloading what this node already kept.
+    def add_many(self, ops: Iterable[VerifiedOp]) -> list[VerifiedOp]:
+        """:meth:`add` for a batch (one sort, one pass).
 
         Raises:
             OverflowError: too many ops wait for missing parents (see :class:`Dag`).
@@ -786,12 +787,56 @@ class Replica:
         ready: list[VerifiedOp] = []
         try:
             for op in ops:
-                ready.extend(self.dag.add(op, bounded=bounded))
+                ready.extend(self.dag.add(op))
         finally:
             # Even when the DAG refuses a later op (OverflowError), fold what it indexed,
             # so the replica always equals the fold of its DAG.
             self._fold_in(ready)
         return ready
+
+    def add_in_order(self, ops: Iterable[VerifiedOp]) -> int:
+        """Index and fold ops that come in fold order, each as soon as it is indexed, with
+        no limit on ops waiting for parents: for a node reloading what it kept. Nothing
+        holds an op once it is folded, so a caller that makes them one at a time (a node
+        reading its store) never has them all in memory at once.
+
+        Ops in any other order give the same state, only slower: one that sorts before
+        an op already folded makes the fold start over (with every op read back).
+
+        Returns how many ops became indexed.
+        """
+        dag = self.dag
+        folder = self._folder
+        keep = self._reload is None
+        last = self._last
+        refold = False
+        indexed = 0
+        self._index = None
+        try:
+            for op in ops:
+                for current in dag.add(op, bounded=False):
+                    indexed += 1
+                    if keep:
+                        self._ops.append(current)
+                    if refold:
+                        continue
+                    key = (current[4], current[0])
+                    if last is not None and key < last:
+                        refold = True
+                        continue
+                    try:
+                        folder.apply(current)
+                    except _Retroactive:
+                        refold = True
+                        continue
+                    last = key
+        finally:
+            # Even when the ops stop coming part-way (a damaged row), the replica must
+            # equal the fold of what its DAG indexed.
+            self._last = last
+            if refold:
+                self._refold([])
+        return indexed
 
     def _fold_in(self, ready: list[VerifiedOp]) -> None:
         if not ready:
@@ -813,9 +858,16 @@ class Replica:
                 continue
             self._last = key
         if refold:
-            everything = self._all(ready)
-            self._folder = _fold_indexed(self.dag, everything, self.network_id)
-            self._last = _order(everything[-1])
+            self._refold(ready)
+
+    def _refold(self, fresh: list[VerifiedOp]) -> None:
+        # Gathering every op (sorted, or read back) makes as many objects as the fold:
+        # the collector stays paused for both, or its passes over the ops held would
+        # land in the middle (docs/decisions.md, "The fold").
+        with no_gc_pauses():
+            everything = self._all(fresh)
+            self._folder = _fold_until_stable(self.dag, everything, self.network_id)
+        self._last = _order(everything[-1])
 
     def _all(self, fresh: list[VerifiedOp]) -> list[VerifiedOp]:
         """Every indexed op in fold order (``fresh``: ops in hand, maybe not stored yet)."""

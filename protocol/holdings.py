@@ -13,20 +13,23 @@ every node must hold the same set to reach the same state.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+import hashlib
+from array import array
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from typing import Protocol
 
 from crypto import CryptoError, EpochKey
-from protocol._errors import MissingEpochKey, RemoteProtocolError
+from protocol._errors import LocalProtocolError, MissingEpochKey, RemoteProtocolError
 from protocol.dag import Dag
 from protocol.envelope import Envelope, GroupEnvelope, decrypt_group, parse_envelope
 from protocol.fold import Replica, no_gc_pauses
-from protocol.signed import VerifiedOp, reload_verified_op, verify_signed_op
+from protocol.signed import VerifiedOp, reload_kept_op, verify_signed_op
 from protocol.syncpeer import ReceiveReport
 
 __all__ = ["Archive", "DagChains", "MemoryHoldings"]
 
 MAX_UNATTRIBUTED = 100_000
+_blake2b = hashlib.blake2b
 MAX_UNATTRIBUTED_BYTES = 256 << 20
 
 Verifier = Callable[[Sequence[bytes]], list[VerifiedOp]]
@@ -109,7 +112,7 @@ class MemoryHoldings:
         self._data: dict[bytes, bytes] | None = None if archive else {}  # envelope id -> bytes
         self.envelope_ids: set[bytes] = set()
         self._unattributed: dict[bytes, bytes] = {}
-        self.last_ops: dict[bytes, bytes] = {}  # envelope id -> op id, of the last receive
+        self.last_ops: dict[bytes, VerifiedOp] = {}  # envelope id -> op, of the last receive
         self._unattributed_bytes = 0
 
     # -- Holdings ------------------------------------------------------------------------
@@ -138,9 +141,7 @@ class MemoryHoldings:
     def unattributed(self) -> Mapping[bytes, bytes]:
         return self._unattributed
 
-    def receive(
-        self, envelopes: Iterable[bytes | Envelope], *, from_own_store: bool = False
-    ) -> ReceiveReport:
+    def receive(self, envelopes: Iterable[bytes | Envelope]) -> ReceiveReport:
         """Validate a batch (raw or already parsed envelopes), then keep it.
 
         Raises:
@@ -148,18 +149,10 @@ class MemoryHoldings:
                 decrypt under the key its epoch id names, or carries a bad signature.
         """
         with no_gc_pauses():
-            return self._receive(envelopes, from_own_store)
+            return self._receive(envelopes)
 
-    def _receive(
-        self, envelopes: Iterable[bytes | Envelope], from_own_store: bool = False
-    ) -> ReceiveReport:
+    def _receive(self, envelopes: Iterable[bytes | Envelope]) -> ReceiveReport:
         parsed: list[tuple[bytes, bytes, bytes | None]] = []  # (envelope id, data, signed)
-        opened: list[tuple[bytes, bytes, VerifiedOp | None]] = []
-        # Rows of our own store were verified when they arrived: they are reloaded as they
-        # are read, without a signature check (protocol.signed.reload_verified_op), and
-        # with an archive their bytes are not kept: a start-up holds one envelope at a
-        # time, not 100k.
-        keep_data = self._data is not None
         duplicates = 0
         for item in envelopes:
             env = parse_envelope(item) if isinstance(item, bytes) else item
@@ -176,36 +169,25 @@ class MemoryHoldings:
                     signed = None
                 except CryptoError:
                     raise RemoteProtocolError("an envelope fails decryption") from None
-            if not from_own_store:
-                parsed.append((env.envelope_id, env.raw, signed))
-                continue
-            op = reload_verified_op(signed) if signed is not None else None
-            if op is not None and op.net != self.network_id:
-                raise RemoteProtocolError("op belongs to another network")
-            opened.append((env.envelope_id, env.raw if keep_data or op is None else b"", op))
-        if from_own_store:
-            return self._keep(opened, duplicates, bounded=False)
+            parsed.append((env.envelope_id, env.raw, signed))
         try:
             verified = iter(self._verify([s for _, _, s in parsed if s is not None]))
         except CryptoError:
             raise RemoteProtocolError("an op's signature does not verify") from None
+        opened: list[tuple[bytes, bytes, VerifiedOp | None]] = []
         for envelope_id, data, signed in parsed:
             op = next(verified) if signed is not None else None
             if op is not None and op.net != self.network_id:
                 raise RemoteProtocolError("op belongs to another network")
             opened.append((envelope_id, data, op))
-        return self._keep(opened, duplicates, bounded=True)
+        return self._keep(opened, duplicates)
 
     def _keep(
-        self,
-        opened: list[tuple[bytes, bytes, VerifiedOp | None]],
-        duplicates: int,
-        *,
-        bounded: bool = True,
+        self, opened: list[tuple[bytes, bytes, VerifiedOp | None]], duplicates: int
     ) -> ReceiveReport:
         unattributed = sum(1 for _, _, op in opened if op is None)
         unattributed_bytes = sum(len(data) for _, data, op in opened if op is None)
-        if bounded and (
+        if (
             len(self._unattributed) + unattributed > MAX_UNATTRIBUTED
             or self._unattributed_bytes + unattributed_bytes > MAX_UNATTRIBUTED_BYTES
         ):
@@ -228,11 +210,11 @@ class MemoryHoldings:
                 self._data[envelope_id] = data
             envelope_of_op[op.op_id] = envelope_id
             ready.append(op)
-        self.last_ops = {eid: op_id for op_id, eid in envelope_of_op.items()}
+        self.last_ops = {envelope_of_op[op.op_id]: op for op in ready}
         before = len(self.replica.dag.rejected)
         dag = self.replica.dag
         try:
-            self.replica.add_many(ready, bounded=bounded)
+            self.replica.add_many(ready)
         except OverflowError:
             # The batch is refused: forget what of it waits for parents; what the DAG
             # already indexed and folded is valid and stays.
@@ -255,6 +237,49 @@ class MemoryHoldings:
             self.envelope_ids.discard(envelope_id)
             if self._data is not None:
                 self._data.pop(envelope_id, None)
+
+    def reload(self, stored: Iterable[tuple[bytes, int, bytes]]) -> int:
+        """Take back ops this node verified and kept (its own store, through the archive):
+        ``(envelope_id, lamport, signed_op)`` in arrival order. Signatures are not checked
+        again (:func:`~protocol.signed.reload_kept_op`); the DAG rules and the fold
+        run as for any op. Returns how many ops became indexed.
+
+        The ops are folded as a stream: a first pass keeps only their signed bytes (in one
+        buffer), lamports and ids, then each op is decoded, indexed, folded and dropped in
+        fold order. The ops of a large network never all exist as objects at once (100k
+        of them would take some 200 MB, and fragment the heap for good).
+
+        Raises:
+            RemoteProtocolError: a stored op is damaged, or of another network.
+            LocalProtocolError: this object has no archive to serve the envelopes from.
+        """
+        if self._archive is None:
+            raise LocalProtocolError("ops are reloaded only with an archive")
+        stream = _KeptOps(self.network_id)
+        envelope_ids = self.envelope_ids
+        eid_of = self._eid_of
+        buffer, ends, lamports, op_ids = stream.buffer, stream.ends, stream.lamports, stream.ids
+        last_lamport, last_id = 0, b""
+        for envelope_id, lamport, signed in stored:
+            op_id = _blake2b(signed, digest_size=32).digest()  # op_id_of, inlined
+            if envelope_id in envelope_ids or op_id in eid_of:
+                continue  # the same envelope, or the same op in another envelope: not kept
+            envelope_ids.add(envelope_id)
+            eid_of[op_id] = envelope_id
+            if lamport < last_lamport or (lamport == last_lamport and op_id < last_id):
+                stream.in_order = False
+            last_lamport, last_id = lamport, op_id
+            lamports.append(lamport)
+            op_ids.append(op_id)
+            buffer += signed
+            ends.append(len(buffer))
+        dag = self.replica.dag
+        before = len(dag.rejected)
+        with no_gc_pauses():
+            indexed = self.replica.add_in_order(stream)
+        for bad in dag.rejected[before:]:
+            self._forget(bad.op_id)
+        return indexed
 
     # -- local writes --------------------------------------------------------------------
 
@@ -283,3 +308,38 @@ class MemoryHoldings:
                     continue  # junk someone stored under that epoch: dropped
                 opened.append(envelope_id)
         return opened
+
+
+class _KeptOps:
+    """Ops to reload, held as signed bytes in one buffer until they are folded; iterating
+    decodes them one at a time in fold order ``(lamport, op_id)``. Iterable again (a fold
+    that starts over).
+
+    One buffer and two flat columns, not 100k objects: the ops' objects are made and
+    freed one at a time among the long-lived ones of the DAG and the fold, so the heap
+    does not keep 200 MB of half-empty arenas after a start-up. Rows usually arrive in
+    fold order already (a store is written parents first, in batches); only when they do
+    not is a sorted order made.
+    """
+
+    def __init__(self, network_id: bytes) -> None:
+        self.network_id = network_id
+        self.buffer = bytearray()
+        self.ends = array("Q")  # where each op's bytes end in the buffer
+        self.lamports = array("Q")
+        self.ids: list[bytes] = []  # the op ids (which the holdings keep anyway)
+        self.in_order = True  # (lamport, op id) grew from each op to the next
+
+    def __iter__(self) -> Iterator[VerifiedOp]:
+        ends, lamports, ids = self.ends, self.lamports, self.ids
+        order: Iterable[int] = range(len(ids))
+        if not self.in_order:
+            order = sorted(order, key=lambda i: (lamports[i], ids[i]))
+        network_id = self.network_id
+        with memoryview(self.buffer) as view:
+            for i in order:
+                op = reload_kept_op(bytes(view[ends[i - 1] if i else 0 : ends[i]]), ids[i])
+                # The lamport stored beside it put it in this place: it must be the op's.
+                if op[4] != lamports[i] or op[1] != network_id:
+                    raise RemoteProtocolError("a stored op is damaged")
+                yield op

@@ -227,13 +227,14 @@ def verify_signed_op(signed: bytes) -> VerifiedOp:
     )
 
 
-def reload_verified_op(signed: bytes) -> VerifiedOp:
+def reload_verified_op(signed: bytes, *, op_id: bytes | None = None) -> VerifiedOp:
     """Rebuild a :class:`VerifiedOp` from bytes this node verified before, *without*
     checking the signature again.
 
     Only for ops read back from the node's own store, where every row is authenticated
     under the profile key (so it can only hold what this profile wrote after verifying
-    it). The structure is still checked; a damaged row raises.
+    it). The structure is still checked; a damaged row raises. ``op_id``: the op id, when
+    the caller has already hashed ``signed`` (see :func:`op_id_of`).
 
     Raises:
         RemoteProtocolError: the bytes are not a well-formed signed op.
@@ -251,14 +252,66 @@ def reload_verified_op(signed: bytes) -> VerifiedOp:
     except (ValueError, TypeError, OverflowError, RecursionError, msgpack.UnpackException):
         raise RemoteProtocolError("a stored op is damaged") from None
     _check_fields(op)
-    return _verified(op, signed)
+    return _verified(op, signed, op_id)
 
 
-def _verified(op: dict[str, Any], signed: bytes) -> VerifiedOp:
+def reload_kept_op(signed: bytes, op_id: bytes) -> VerifiedOp:
+    """Rebuild a :class:`VerifiedOp` that this node checked and then kept, sealed under its
+    profile key (the store's op column), without checking its signature or its body's
+    keys and encoding again.
+
+    Everything was checked before it was sealed (by :func:`verify_signed_op`, or by
+    :func:`sign_op` for our own), and the profile key's authentication tag proves these
+    are the same bytes, so the checks cannot fail again (docs/decisions.md, "The node").
+    The op's fields and limits are still checked, cheaply: the DAG relies on them, and
+    damaged bytes must be refused, never crash it. ``op_id`` is the caller's
+    :func:`op_id_of` of ``signed``.
+
+    Raises:
+        RemoteProtocolError: the bytes are not a well-formed op.
+    """
+    if len(signed) < 70 or signed[0] != 0x92:
+        raise RemoteProtocolError("a stored op is damaged")
+    if signed[1] == 0xC4:
+        n, start = signed[2], 3
+    else:
+        n, start = int.from_bytes(signed[2:4], "big"), 4
+    try:
+        op = _unpackb(signed[start : start + n], raw=False, strict_map_key=False)
+    except (ValueError, TypeError, OverflowError, RecursionError, msgpack.UnpackException):
+        raise RemoteProtocolError("a stored op is damaged") from None
+    if type(op) is not dict or tuple(op) != _FIELDS:
+        raise RemoteProtocolError("a stored op is damaged")
+    author, body, lamport, net, parents, seq, time, op_type = op.values()  # _FIELDS order
+    # The types and bounds the DAG and the fold rely on (a few comparisons), so that bytes
+    # no check would pass are refused, never a crash.
+    if (
+        type(net) is not bytes
+        or type(author) is not bytes
+        or type(seq) is not int
+        or not 1 <= seq <= MAX_COUNTER
+        or type(lamport) is not int
+        or not 1 <= lamport <= MAX_COUNTER
+        or type(time) is not int
+        or type(op_type) is not str
+        or type(body) is not dict
+        or type(parents) is not list
+    ):
+        raise RemoteProtocolError("a stored op is damaged")
+    for parent in parents:
+        if type(parent) is not bytes:
+            raise RemoteProtocolError("a stored op is damaged")
+    return _make_verified(
+        VerifiedOp,
+        (op_id, net, author, seq, lamport, tuple(parents), time, op_type, body, signed),
+    )
+
+
+def _verified(op: dict[str, Any], signed: bytes, op_id: bytes | None = None) -> VerifiedOp:
     return _make_verified(
         VerifiedOp,
         (
-            _blake2b(signed, digest_size=32).digest(),
+            op_id or _blake2b(signed, digest_size=32).digest(),
             op["net"],
             op["author"],
             op["seq"],

@@ -3,15 +3,19 @@ envelopes or the ops; sync, bundles and a fold that starts again read them back.
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
 
-from crypto import KdfParams
+from crypto import EpochKey, KdfParams, random_bytes
 from p2pnet.archive import StoreArchive
 from p2pnet.errors import StoreCorrupt
-from p2pnet.node import Node
-from protocol import fold
+from p2pnet.node import Node, _pack_network, _StoreHoldings
+from p2pnet.store import StoredOp
+from protocol import fold, seal_group
+from protocol.build import next_op
+from protocol.signed import VerifiedOp
 
 PASS = "correct horse battery staple"
 FAST = KdfParams.insecure_for_tests()
@@ -116,3 +120,134 @@ def test_an_archive_that_lacks_an_op_is_a_damaged_store(tmp_path: Path) -> None:
             archive.ops([net.genesis_id, b"\x07" * 32])
         with pytest.raises(KeyError):
             archive.envelope(b"\x07" * 32)
+
+
+def _downgrade_to_schema_3(home: Path) -> None:
+    # What a store written before the op column looks like: envelopes only.
+    db = sqlite3.connect(home / "profiles" / "default" / "store.db")
+    db.execute("ALTER TABLE envelopes DROP COLUMN signed")
+    db.execute("PRAGMA user_version = 3")
+    db.commit()
+    db.close()
+
+
+def test_a_store_from_before_the_op_column_rebuilds_and_fills_it_in(tmp_path: Path) -> None:
+    ana = Node.create(tmp_path, "default", PASS, name="Ana", kdf=FAST)
+    ana.create_network("Net", "coordination")
+    for i in range(3):
+        ana.propose("Net", title=f"Topic {i}")
+    before = ana.state("Net")
+    ana.close()
+    _downgrade_to_schema_3(tmp_path)
+    with Node.open(tmp_path, "default", PASS) as migrated:  # the cache is still fresh
+        rows = list(migrated.profile.store.load(migrated.network_id("Net")))
+        assert rows
+        assert not any(isinstance(r, StoredOp) for r in rows)
+    ana = _reopen_without_cache(Node.open(tmp_path, "default", PASS), tmp_path)
+    try:
+        assert ana.state("Net") == before
+        net_id = ana.network_id("Net")
+        rows = list(ana.profile.store.load(net_id))
+        assert len(rows) == 4
+        assert all(isinstance(r, StoredOp) for r in rows)
+    finally:
+        ana.close()
+    ana = _reopen_without_cache(Node.open(tmp_path, "default", PASS), tmp_path)
+    try:  # now from the op column alone
+        assert ana.state("Net") == before
+    finally:
+        ana.close()
+
+
+def test_a_damaged_op_column_is_a_damaged_store(tmp_path: Path) -> None:
+    ana = Node.create(tmp_path, "default", PASS, name="Ana", kdf=FAST)
+    ana.create_network("Net", "coordination")
+    ana.propose("Net", title="Meet")
+    net_id = ana.network_id("Net")
+    ana.close()
+    db = sqlite3.connect(tmp_path / "profiles" / "default" / "store.db")
+    (sealed,) = db.execute("SELECT signed FROM envelopes ORDER BY rowid DESC").fetchone()
+    db.execute("UPDATE envelopes SET signed = ? WHERE signed = ?", (sealed[:-1], sealed))
+    db.commit()
+    db.close()
+    with Node.open(tmp_path, "default", PASS) as cached:  # reads come from the cache
+        cached.profile.store.put(net_id, "state-cache", b"")
+    with pytest.raises(StoreCorrupt):
+        Node.open(tmp_path, "default", PASS)
+
+
+def test_rows_kept_unchecked_are_verified_when_their_key_arrives(tmp_path: Path) -> None:
+    ana = Node.create(tmp_path, "default", PASS, name="Ana", kdf=FAST)
+    ana.create_network("Net", "coordination")
+    net = ana._networks[ana.network_id("Net")]  # type: ignore[attr-defined]
+    later = EpochKey.generate()  # a key we learn only after its envelopes arrive
+    genuine = next_op(
+        ana.identity,
+        net.holdings.replica.dag,
+        network_id=net.network_id,
+        op_type="comment",
+        body={"target": net.genesis_id, "text": "sealed under a key we did not hold"},
+        time=1_700_000_000_000,
+    )
+    signed = bytearray(genuine.signed)
+    signed[-1] ^= 1  # the same op with a broken signature: a forgery
+    forged = tuple.__new__(VerifiedOp, (*genuine[:9], bytes(signed)))
+    route = net.secret.route_tag
+    sealed = [
+        seal_group(op, epoch=later, route_tag=route, nonce=random_bytes(24))
+        for op in (forged, genuine)
+    ]
+    _StoreHoldings(ana, net).receive(sealed)
+    flags = [row.verified for row in ana.profile.store.envelopes(net.network_id)]
+    assert flags == [True, False, False]  # kept without a check: no key for them
+    net.epochs[later.epoch_id] = later
+    ana.profile.store.put(net.network_id, "network", _pack_network(net))
+    ana = _reopen_without_cache(ana, tmp_path)
+    try:
+        net = ana._networks[ana.network_id("Net")]  # type: ignore[attr-defined]
+        assert genuine.op_id in net.holdings.replica.dag  # verified now, and kept
+        state = ana.state("Net")
+        assert state.applied + state.invalid == 2  # the genesis and the genuine op
+        assert len(net.holdings.envelope_ids) == 2  # the forgery was refused
+    finally:
+        ana.close()
+
+
+def test_an_op_moved_to_another_networks_rows_fails_only_that_network(tmp_path: Path) -> None:
+    with Node.create(tmp_path, "default", PASS, name="Ana", kdf=FAST) as ana:
+        first = ana.create_network("First", "coordination")
+        second = ana.create_network("Second", "coordination")
+        ana.propose("Second", title="Meet")
+        indices = [ana.profile.store._key.index(n) for n in (first, second)]
+        for net_id in (first, second):
+            ana.profile.store.put(net_id, "state-cache", b"")  # forces rebuilds
+        ana._networks.clear()  # type: ignore[attr-defined]  # closes without a cache
+    db = sqlite3.connect(tmp_path / "profiles" / "default" / "store.db")
+    db.execute(
+        "UPDATE envelopes SET net = ? WHERE rowid = (SELECT max(rowid) FROM envelopes)",
+        (indices[0],),
+    )
+    db.commit()
+    db.close()
+    with Node.open(tmp_path, "default", PASS) as again:
+        assert set(again.unavailable) == {first}
+        assert again.state("Second").name == "Second"
+
+
+def test_texts_are_never_read_from_a_row_with_a_swapped_op_index(tmp_path: Path) -> None:
+    with Node.create(tmp_path, "default", PASS, name="Ana", kdf=FAST) as ana:
+        ana.create_network("Net", "coordination")
+        first = ana.propose("Net", title="First")
+        second = ana.propose("Net", title="Second")
+        # The op column is a keyed hash in clear: swapping it between two rows must not
+        # make one op's text show as the other's.
+        db = sqlite3.connect(tmp_path / "profiles" / "default" / "store.db")
+        rows = db.execute("SELECT rowid, op FROM envelopes ORDER BY rowid").fetchall()
+        (a, op_a), (b, op_b) = rows[-2], rows[-1]
+        db.execute("UPDATE envelopes SET op = ? WHERE rowid = ?", (op_b, a))
+        db.execute("UPDATE envelopes SET op = ? WHERE rowid = ?", (op_a, b))
+        db.commit()
+        db.close()
+        texts = ana.texts("Net", [first.op_id, second.op_id])
+        assert texts[first.op_id]["title"] == "First"
+        assert texts[second.op_id]["title"] == "Second"

@@ -31,8 +31,9 @@ import protocol.dag
 from protocol import sign_op
 from protocol.dag import Dag
 from protocol.fold import Replica, fold
+from protocol.holdings import MemoryHoldings
 from protocol.rules import STANCES, Ratio, RuleSpec
-from protocol.signed import VerifiedOp
+from protocol.signed import VerifiedOp, op_id_of
 from protocol.state import NetworkState
 from protocol.vocabulary import AGREEMENT_KINDS, CAPABILITIES, DECISION_KINDS
 from tests.netsim import DAY, Sim, identity, key
@@ -567,6 +568,80 @@ def test_a_replica_that_reloads_its_ops_equals_fold(sim: Sim, data: st.DataObjec
     assert replica.ops() == sorted(
         (o for o in ops if o.op_id in replica.dag), key=lambda o: (o.lamport, o.op_id)
     )
+
+
+@settings(max_examples=150, deadline=None)
+@given(sim=histories(), data=st.data(), in_order=st.booleans())
+def test_a_replica_fed_a_stream_equals_fold(sim: Sim, data: st.DataObject, in_order: bool) -> None:
+    """``Replica.add_in_order`` folds each op as it is indexed: in fold order that is the
+    fold itself; any other order (or a replica that already folded some ops) must fold
+    again, and still equal the fold."""
+    ops = _ops(sim)
+    order = data.draw(st.permutations(ops))
+    cut = data.draw(st.integers(0, len(order)))
+    if in_order:
+        order = sorted(order, key=lambda o: (o.lamport, o.op_id))
+    replica = Replica(network_id=sim.network_id, genesis_id=sim.genesis.op_id)
+    assert replica.add_in_order(order[:cut]) == len(replica.dag)
+    assert replica.state() == _fold(sim, order[:cut])
+    replica.add_in_order(order[cut:])
+    assert replica.state() == _fold(sim, ops)
+
+
+class _Archive:
+    """What a node's store is to its holdings: every kept op, read back by id."""
+
+    def __init__(self, ops: Iterable[VerifiedOp]) -> None:
+        self.by_id = {op.op_id: op for op in ops}
+        self.asked = 0
+
+    def envelope(self, envelope_id: bytes) -> bytes:
+        raise KeyError(envelope_id)
+
+    def ops(self, op_ids: Collection[bytes]) -> dict[bytes, VerifiedOp]:
+        self.asked += 1
+        return {op_id: self.by_id[op_id] for op_id in op_ids}
+
+
+def _kept(op: VerifiedOp, copy: int = 0) -> tuple[bytes, int, bytes]:
+    """A row of the store's op column: (envelope id, lamport, signed op)."""
+    return op_id_of(b"envelope %d" % copy + op.signed), op.lamport, op.signed
+
+
+@settings(max_examples=150, deadline=None)
+@given(sim=histories(), data=st.data(), rng=st.randoms(use_true_random=False))
+def test_a_reload_from_the_store_folds_as_a_stream_equal_to_fold(
+    sim: Sim, data: st.DataObject, rng: random.Random
+) -> None:
+    """``MemoryHoldings.reload`` (a node's start-up): rows in any arrival order, with
+    copies of an op in other envelopes, are decoded and folded one at a time in fold
+    order; the result equals the fold, in one reload or in two (rows that arrive after a
+    start-up), and the copies are not kept."""
+    ops = _ops(sim)
+    order = data.draw(st.permutations(ops))
+    rows = [_kept(op) for op in order]
+    copies = [_kept(ops[rng.randrange(len(ops))], n) for n in range(1, rng.randrange(4))]
+    for row in copies:
+        rows.insert(rng.randrange(len(rows) + 1), row)
+    cut = data.draw(st.integers(0, len(rows)))
+    archive = _Archive(ops)
+    holdings = MemoryHoldings(
+        network_id=sim.network_id,
+        genesis_id=sim.genesis.op_id,
+        route_tag=bytes(16),
+        epochs={},
+        archive=archive,
+    )
+    holdings.reload(rows[:cut])
+    first = {row[2] for row in rows[:cut]}
+    assert holdings.replica.state() == _fold(sim, [o for o in ops if o.signed in first])
+    holdings.reload(rows[cut:])
+    assert holdings.replica.state() == _fold(sim, ops)
+    # One envelope kept per op the DAG indexed (copies and refused ops are not kept).
+    dag = holdings.replica.dag
+    assert all(holdings.holds_op(o.op_id) == (o.op_id in dag) for o in ops)
+    assert len(holdings.envelope_ids) == len(dag)
+    event(f"read back from the archive: {min(archive.asked, 2)}")
 
 
 @settings(max_examples=100, deadline=None)

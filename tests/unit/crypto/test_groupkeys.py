@@ -203,6 +203,17 @@ class TestLocalKey:
         with pytest.raises(DecryptionFailed):
             key.open(sealed[:length], b"aad")
 
+    def test_opener_opens_many_values_like_open(self) -> None:
+        key = LocalKey(SECRET)
+        open_ = key.opener()
+        for plaintext in (b"", b"row", bytes(5000), b"after a larger one"):
+            sealed = key.seal(plaintext, b"table/1")
+            assert open_(sealed, b"table/1") == plaintext
+            with pytest.raises(DecryptionFailed):
+                open_(sealed, b"table/2")
+            with pytest.raises(DecryptionFailed):
+                LocalKey(bytes(32)).opener()(sealed, b"table/1")
+
     def test_index(self) -> None:
         key = LocalKey(SECRET)
         assert key.index(b"alice") == LocalKey(bytes(SECRET)).index(b"alice")

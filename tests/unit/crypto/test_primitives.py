@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from crypto._errors import DecryptionFailed, KeyLengthError
-from crypto._primitives import aead_decrypt, aead_encrypt
+from crypto._primitives import aead_decrypt, aead_encrypt, aead_opener
 
 KEY = bytes(range(32))
 NONCE = bytes(range(24))
@@ -61,3 +61,31 @@ def test_wrong_key_length_on_encrypt_is_refused() -> None:
         aead_encrypt(KEY[:16], NONCE, b"x", b"")
     with pytest.raises(KeyLengthError):
         aead_encrypt(KEY, NONCE[:12], b"x", b"")
+
+
+@given(st.lists(st.tuples(st.binary(max_size=9000), st.binary(max_size=64)), max_size=8))
+def test_opener_opens_what_aead_decrypt_opens(values: list[tuple[bytes, bytes]]) -> None:
+    open_ = aead_opener(KEY)  # one buffer for every value, grown past 4 KiB when needed
+    for plaintext, aad in values:
+        assert open_(NONCE + aead_encrypt(KEY, NONCE, plaintext, aad), aad) == plaintext
+
+
+@pytest.mark.parametrize(
+    ("sealed", "aad"),
+    [
+        (NONCE + bytes(15), b""),
+        (b"", b""),
+        (bytearray(NONCE + bytes(16)), b""),
+        ("text" * 10, b""),
+        (NONCE + bytes(16), None),
+        (NONCE + aead_encrypt(KEY, NONCE, b"x", b"aad"), b"other aad"),
+    ],
+)
+def test_opener_refuses_bad_input_as_decryption_failed(sealed: object, aad: object) -> None:
+    with pytest.raises(DecryptionFailed):
+        aead_opener(KEY)(sealed, aad)  # type: ignore[arg-type]
+
+
+def test_opener_checks_the_key_length() -> None:
+    with pytest.raises(KeyLengthError):
+        aead_opener(KEY[:31])

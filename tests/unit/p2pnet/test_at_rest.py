@@ -47,7 +47,7 @@ def _populate(home: Path) -> dict[str, bytes]:
         )
         parents = [op.op_id]
         env = seal_group(op, epoch=epoch, route_tag=secret.route_tag, nonce=random_bytes(24))
-        envelopes.append((op.op_id, env))
+        envelopes.append((op.op_id, env, op))  # the op is kept beside it, sealed too
     profile.store.add_envelopes(net, envelopes)
     # Local data the node keeps (epoch keys, a state cache naming the network).
     profile.store.put(net, "epoch-keys", epoch.epoch_id + epoch.key)

@@ -11,9 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from crypto import LocalKey
+from crypto import Identity, LocalKey
 from p2pnet.errors import StoreCorrupt, StoreError
-from p2pnet.store import SCHEMA_VERSION, Store
+from p2pnet.store import SCHEMA_VERSION, Store, StoredEnvelope, StoredOp
+from protocol import sign_op
+from protocol.signed import VerifiedOp
 
 NET = b"N" * 16
 OTHER_NET = b"O" * 16
@@ -274,6 +276,7 @@ def test_version_1_rows_are_migrated_as_unverified(tmp_path: Path, key: LocalKey
     )
     _raw(path, "DROP INDEX envelopes_by_op")
     _raw(path, "ALTER TABLE envelopes DROP COLUMN op")
+    _raw(path, "ALTER TABLE envelopes DROP COLUMN signed")
     _raw(path, "PRAGMA user_version = 1")
     s = Store.open(path, key)
     (row,) = list(s.envelopes(NET))
@@ -281,3 +284,101 @@ def test_version_1_rows_are_migrated_as_unverified(tmp_path: Path, key: LocalKey
     assert row.verified is False
     assert s._db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     s.close()
+
+
+def _op(seq: int = 1, text: str = "Meet on Thursday") -> VerifiedOp:
+    return sign_op(
+        Identity(b"i" * 32),
+        net=NET,
+        seq=seq,
+        lamport=seq,
+        parents=[],
+        time=1_700_000_000_000,
+        type="comment",
+        body={"target": b"t" * 32, "text": text},
+    )
+
+
+def test_a_verified_envelope_keeps_its_op_beside_it(store: Store) -> None:
+    first, second = _op(1), _op(2, "Bring the budget")
+    store.add_envelopes(NET, [(b"a" * 32, b"env-a", first), (b"b" * 32, b"env-b")])
+    store.add_envelopes(NET, [(b"c" * 32, b"env-c", second)])
+    rows = list(store.load(NET))
+    assert [type(r) for r in rows] == [StoredOp, StoredEnvelope, StoredOp]
+    assert rows[0] == StoredOp(rows[0].position, b"a" * 32, first.lamport, first.signed)
+    assert rows[1].data == b"env-b"  # type: ignore[union-attr]
+    assert rows[2][1:] == (b"c" * 32, 2, second.signed)
+    assert [r.position for r in store.load(NET, after=rows[0].position)] == [
+        rows[1].position,
+        rows[2].position,
+    ]
+    # The envelopes themselves are still there, and ops are found by id.
+    assert [e.data for e in store.envelopes(NET)] == [b"env-a", b"env-b", b"env-c"]
+    assert store.signed_ops(NET, [first.op_id, b"x" * 32]) == {first.op_id: first.signed}
+    assert store.envelopes_of_ops(NET, [second.op_id]) == {second.op_id: b"env-c"}
+
+
+def test_only_verified_envelopes_keep_an_op(store: Store) -> None:
+    with pytest.raises(ValueError, match="verified"):
+        store.add_envelopes(NET, [(b"a" * 32, b"env", _op())], verified=False)
+    with pytest.raises(ValueError, match="32 bytes"):
+        store.add_envelopes(NET, [(b"a" * 31, b"env", _op())])
+    assert store.count(NET) == 0
+
+
+def test_a_damaged_or_moved_op_is_a_damaged_store(tmp_path: Path, key: LocalKey) -> None:
+    path = tmp_path / "s.db"
+    s = Store.open(path, key)
+    s.add_envelopes(NET, [(b"a" * 32, b"env-a", _op(1)), (b"b" * 32, b"env-b", _op(2))])
+    s.close()
+    (first,), (second,) = _raw(path, "SELECT signed FROM envelopes ORDER BY rowid")
+    flipped = bytearray(first)  # type: ignore[arg-type]
+    flipped[30] ^= 1
+    _raw(path, "UPDATE envelopes SET signed = ? WHERE rowid = 1", (bytes(flipped),))
+    s = Store.open(path, key)
+    with pytest.raises(StoreCorrupt, match="op"):
+        list(s.load(NET))
+    s.close()
+    # An intact op moved into another row does not open there either. (One moved to
+    # another network's index opens, and the node refuses it as another network's op.)
+    _raw(path, "UPDATE envelopes SET signed = ? WHERE rowid = 1", (second,))
+    s = Store.open(path, key)
+    with pytest.raises(StoreCorrupt, match="op"):
+        list(s.load(NET))
+    s.close()
+
+
+def test_version_3_rows_read_as_envelopes_until_their_ops_are_kept(
+    tmp_path: Path, key: LocalKey
+) -> None:
+    path = tmp_path / "s.db"
+    s = Store.open(path, key)
+    s.add_envelopes(NET, [(b"a" * 32, b"env-a"), (b"b" * 32, b"env-b")])
+    s.close()
+    _raw(path, "ALTER TABLE envelopes DROP COLUMN signed")
+    _raw(path, "PRAGMA user_version = 3")
+    s = Store.open(path, key)
+    assert s._db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    rows = list(s.load(NET))
+    assert [type(r) for r in rows] == [StoredEnvelope, StoredEnvelope]
+    op = _op()
+    s.keep_ops(NET, [(b"b" * 32, op)])
+    rows = list(s.load(NET))
+    assert [type(r) for r in rows] == [StoredEnvelope, StoredOp]
+    assert rows[1][1:] == (b"b" * 32, op.lamport, op.signed)
+    assert s.signed_ops(NET, [op.op_id]) == {op.op_id: op.signed}
+    s.close()
+
+
+def test_a_new_store_uses_8_kib_pages_and_an_old_one_keeps_its_own(
+    tmp_path: Path, key: LocalKey
+) -> None:
+    Store.open(tmp_path / "new.db", key).close()
+    assert _raw(tmp_path / "new.db", "PRAGMA page_size") == [(8192,)]
+    old = sqlite3.connect(tmp_path / "old.db")
+    old.execute("PRAGMA page_size = 4096")
+    old.execute("CREATE TABLE t (x)")
+    old.commit()
+    old.close()
+    Store.open(tmp_path / "old.db", key).close()  # migrated from an empty schema
+    assert _raw(tmp_path / "old.db", "PRAGMA page_size") == [(4096,)]

@@ -1,0 +1,108 @@
+"""MemoryHoldings.reload: ops a node kept, taken back from its store without their
+envelopes; what it refuses (tests/property/test_fold_properties.py checks the fold)."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+import pytest
+
+from protocol import LocalProtocolError, RemoteProtocolError
+from protocol.fold import fold
+from protocol.holdings import MemoryHoldings
+from protocol.rules import Ratio, RuleSpec
+from protocol.signed import VerifiedOp, op_id_of
+from tests.netsim import Sim
+
+
+class _Archive:
+    def __init__(self, ops: Collection[VerifiedOp]) -> None:
+        self.by_id = {op.op_id: op for op in ops}
+
+    def envelope(self, envelope_id: bytes) -> bytes:
+        raise KeyError(envelope_id)
+
+    def ops(self, op_ids: Collection[bytes]) -> dict[bytes, VerifiedOp]:
+        return {op_id: self.by_id[op_id] for op_id in op_ids}
+
+
+def _story() -> Sim:
+    sim = Sim("ana")
+    sim.join("ben")
+    sim.admit("ana", "ben")
+    sim.sync_all()
+    sim.propose("ben", rule=RuleSpec("consent", Ratio(1, 2)).to_wire(), title="Meet on Thursday")
+    return sim
+
+
+def _holdings(sim: Sim, *, archive: bool = True) -> MemoryHoldings:
+    return MemoryHoldings(
+        network_id=sim.network_id,
+        genesis_id=sim.genesis.op_id,
+        route_tag=bytes(16),
+        epochs={},
+        archive=_Archive(list(sim.all_ops.values())) if archive else None,
+    )
+
+
+def _rows(ops: Collection[VerifiedOp]) -> list[tuple[bytes, int, bytes]]:
+    return [(op_id_of(b"envelope" + op.signed), op.lamport, op.signed) for op in ops]
+
+
+def test_a_reload_equals_the_fold_and_keeps_one_envelope_per_op() -> None:
+    sim = _story()
+    ops = list(sim.all_ops.values())
+    holdings = _holdings(sim)
+    assert holdings.reload(reversed(_rows(ops))) == len(ops)
+    assert holdings.replica.state() == fold(
+        ops, network_id=sim.network_id, genesis_id=sim.genesis.op_id
+    )
+    assert holdings.envelope_ids == {row[0] for row in _rows(ops)}
+    assert holdings.reload(_rows(ops)) == 0  # the same rows again: nothing new
+
+
+def test_a_stored_lamport_that_is_not_the_ops_is_a_damaged_store() -> None:
+    sim = _story()
+    rows = _rows(list(sim.all_ops.values()))
+    envelope_id, lamport, signed = rows[-1]
+    rows[-1] = (envelope_id, lamport + 1, signed)
+    with pytest.raises(RemoteProtocolError, match="damaged"):
+        _holdings(sim).reload(rows)
+
+
+def test_an_op_of_another_network_is_refused() -> None:
+    sim, other = _story(), Sim("ana", name="Another network")
+    rows = [*_rows(list(sim.all_ops.values())), *_rows([other.genesis])]
+    with pytest.raises(RemoteProtocolError):
+        _holdings(sim).reload(rows)
+
+
+@pytest.mark.parametrize("damage", [b"", b"\x92", b"\x92\xc4\x03abc" + bytes(70), bytes(80)])
+def test_bytes_that_are_not_an_op_are_a_damaged_store(damage: bytes) -> None:
+    sim = _story()
+    rows = [*_rows([sim.genesis]), (b"e" * 32, 2, damage)]
+    with pytest.raises(RemoteProtocolError, match="damaged"):
+        _holdings(sim).reload(rows)
+
+
+def test_only_holdings_with_an_archive_reload() -> None:
+    sim = _story()
+    with pytest.raises(LocalProtocolError):
+        _holdings(sim, archive=False).reload(_rows([sim.genesis]))
+
+
+def test_a_damaged_row_part_way_leaves_the_replica_equal_to_the_fold_of_its_dag() -> None:
+    sim = _story()
+    ops = sorted(sim.all_ops.values(), key=lambda o: (o.lamport, o.op_id))
+    rows = _rows(ops)
+    envelope_id, lamport, signed = rows[-2]
+    rows[-2] = (envelope_id, lamport + 1, signed)  # a lamport that is not the op's
+    holdings = _holdings(sim)
+    with pytest.raises(RemoteProtocolError):
+        holdings.reload(rows)
+    dag = holdings.replica.dag
+    indexed = [op for op in ops if op.op_id in dag]
+    assert 0 < len(indexed) < len(ops)
+    assert holdings.replica.state() == fold(
+        indexed, network_id=sim.network_id, genesis_id=sim.genesis.op_id
+    )
