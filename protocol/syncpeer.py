@@ -155,6 +155,11 @@ class SyncEndpoint:
         return self.session.peer is PeerState.CLOSED
 
     @property
+    def pending(self) -> int:
+        """Envelopes (or ops) queued for the peer and not sent yet."""
+        return len(self._queue)
+
+    @property
     def finished(self) -> bool:
         """Both sides have sent everything the initial exchange called for."""
         return self.live and not self._queue

@@ -245,10 +245,14 @@ class P2pnetApp(App[None]):
         if self._thread is None or not self._network:
             return "offline"
         peers = self._thread.peers_online(network_id)
+        pending = self._thread.pending_outbound(network_id)
         last = self._thread.last_sync_ms(network_id)
         clock = time.strftime("%H:%M:%S", time.localtime(last / 1000)) if last else ""
         when = f", last sync {clock}" if last else ""
-        return (f"online, {peers} peer(s)" if peers else "online, no peer reached yet") + when
+        queued = f", {pending} update(s) waiting to go out" if pending else ""
+        return (
+            (f"online, {peers} peer(s)" if peers else "online, no peer reached yet") + when + queued
+        )
 
     def status_line(self) -> str:
         name = self.call(lambda: self.node.name)
@@ -265,10 +269,16 @@ class P2pnetApp(App[None]):
             )
         return out
 
-    def invite_code(self, network_id: bytes) -> str:
+    def invite_code(self, network_id: bytes, *, uses: int = 1, days: int = 7) -> str:
         runtime = self._thread.runtimes.get(network_id) if self._thread else None
         addresses = runtime.invite_addresses if runtime is not None else []
-        return self.call(self.node.create_invite, network_id.hex(), addresses=addresses)
+        return self.call(
+            self.node.create_invite,
+            network_id.hex(),
+            uses=uses,
+            expires_in_ms=days * 86_400_000,
+            addresses=addresses,
+        )
 
     def qr(self, text: str) -> str:
         import segno  # noqa: PLC0415

@@ -18,9 +18,11 @@ __all__ = [
     "RULE_HELP",
     "ConfirmForm",
     "CreateNetworkForm",
+    "InviteForm",
     "JoinForm",
     "PositionForm",
     "ProposeForm",
+    "ReviseForm",
     "ShowText",
     "VerifyForm",
 ]
@@ -291,3 +293,66 @@ class ShowText(_Form):
 
     def submit(self) -> None:
         self.dismiss(None)
+
+
+@dataclass(frozen=True, slots=True)
+class NewInvite:
+    uses: int
+    days: int
+
+
+class InviteForm(_Form):
+    """How many people a code admits, and for how long."""
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label("[b]Invite[/b]")
+            yield Static(
+                "Until it is used up or expires, whoever holds the code can ask to join.",
+                classes="hint",
+            )
+            yield Input(value="1", placeholder="People it admits (1 to 100)", id="uses")
+            yield Input(value="7", placeholder="Days it stays valid (1 to 90)", id="days")
+            yield Label("", id="error", classes="error")
+            yield self.buttons("Make the code")
+
+    def submit(self) -> None:
+        uses = self.query_one("#uses", Input).value.strip()
+        days = self.query_one("#days", Input).value.strip()
+        if not uses.isdigit() or not 1 <= int(uses) <= 100:
+            self.error("A code admits 1 to 100 people.")
+            return
+        if not days.isdigit() or not 1 <= int(days) <= 90:
+            self.error("A code lasts 1 to 90 days.")
+            return
+        self.dismiss(NewInvite(int(uses), int(days)))
+
+
+@dataclass(frozen=True, slots=True)
+class NewVersion:
+    title: str
+    text: str
+
+
+class ReviseForm(_Form):
+    """A new version of an agreement; adopting it is then a decision of the network."""
+
+    def __init__(self, title: str, text: str) -> None:
+        super().__init__()
+        self._title, self._text = title, text
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label("[b]Propose a new version[/b] (the network decides whether to adopt it)")
+            yield Input(value=self._title, placeholder="Title", id="title")
+            yield TextArea(self._text, id="text")
+            yield Label("", id="error", classes="error")
+            yield self.buttons("Propose it")
+
+    def submit(self) -> None:
+        title = self.query_one("#title", Input).value.strip()
+        text = self.query_one("#text", TextArea).text.strip()
+        if not title or not text:
+            self.error("A version needs a title and a text.")
+            return
+        self.dismiss(NewVersion(title, text))

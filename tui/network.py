@@ -23,10 +23,14 @@ from protocol.state import Decision, NetworkState
 from tui.forms import (
     RULE_HELP,
     ConfirmForm,
+    InviteForm,
+    NewInvite,
     NewPosition,
     NewProposal,
+    NewVersion,
     PositionForm,
     ProposeForm,
+    ReviseForm,
     ShowText,
     VerifyForm,
 )
@@ -50,6 +54,7 @@ class NetworkScreen(BaseScreen):
         Binding("i", "invite", "Invite"),
         Binding("v", "verify", "Verify member"),
         Binding("e", "endorse", "Endorse"),
+        Binding("r", "revise", "Revise agreement"),
         Binding("l", "verify_log", "Verify log"),
         Binding("1", "tab('overview')", "Overview", show=False),
         Binding("2", "tab('members')", "Members", show=False),
@@ -307,15 +312,55 @@ class NetworkScreen(BaseScreen):
             self.refresh_data()
 
     def action_invite(self) -> None:
-        code = self.p2p.attempt(self.p2p.invite_code, self.network_id)
+        self.app.push_screen(InviteForm(), self._invite)
+
+    def _invite(self, choice: NewInvite | None) -> None:
+        if choice is None:
+            return
+        code = self.p2p.attempt(
+            self.p2p.invite_code, self.network_id, uses=choice.uses, days=choice.days
+        )
         if code:
+            people = "one person" if choice.uses == 1 else f"{choice.uses} people"
             self.app.push_screen(
                 ShowText(
-                    "Invite code (one use, 7 days)",
+                    f"Invite code ({people}, {choice.days} days)",
                     f"{self.p2p.qr(code)}\n{code}\n\nGive it in person or over a channel you "
                     "trust: whoever holds it can ask to join.",
                 )
             )
+
+    def action_revise(self) -> None:
+        agreement = self._selected("#agreements-table")
+        if agreement is None or self.query_one(TabbedContent).active != "agreements":
+            self.app.notify("Open the Agreements tab and select the agreement to revise.")
+            return
+        state = self.state()
+        found = state.agreements[bytes.fromhex(agreement)]
+        current = found.versions[-1]
+        text = self.p2p.call(self.p2p.node.texts, self.ref, [current]).get(current, {})
+        title = state.versions[current].title
+
+        def done(result: NewVersion | None) -> None:
+            if result is None:
+                return
+            node = self.p2p.node
+
+            def revise() -> Any:
+                version = node.add_agreement(
+                    self.ref, kind=found.kind, title=result.title, text=result.text,
+                    agreement=agreement,
+                )  # fmt: skip
+                return node.propose(
+                    self.ref, title=f"Adopt: {result.title}", kind="agreement_adoption",
+                    subject=version.op_id,
+                )  # fmt: skip
+
+            if self.p2p.attempt(revise):
+                self.app.notify("Proposed: the network decides whether to adopt the new version.")
+                self.refresh_data()
+
+        self.app.push_screen(ReviseForm(title, str(text.get("text", ""))), done)
 
     def action_verify(self) -> None:
         member = self._selected("#members-table")

@@ -206,6 +206,13 @@ class NodeThread:
         times = [s.last_sync_ms for s in list(runtime.status.values()) if s.last_sync_ms]
         return max(times) if times else None
 
+    def pending_outbound(self, network_id: bytes) -> int:
+        """Envelopes queued for live sessions and not sent yet (flow control)."""
+        runtime = self.runtimes.get(network_id)
+        if runtime is None:
+            return 0
+        return sum(s.endpoint.pending for s in list(runtime.sessions.values()))
+
     def peers_online(self, network_id: bytes) -> int:
         """How many peers of the network have a live session now."""
         runtime = self.runtimes.get(network_id)

@@ -13,7 +13,15 @@ from p2pnet.net.runner import NodeLock
 from p2pnet.node import Node
 from p2pnet.profile import profile_dir
 from tui.app import P2pnetApp
-from tui.forms import CreateNetworkForm, PositionForm, ProposeForm, ShowText, VerifyForm
+from tui.forms import (
+    CreateNetworkForm,
+    InviteForm,
+    PositionForm,
+    ProposeForm,
+    ReviseForm,
+    ShowText,
+    VerifyForm,
+)
 from tui.network import DecisionScreen, NetworkScreen
 from tui.screens import NetworksScreen, UnlockScreen
 
@@ -205,6 +213,14 @@ async def test_invite_endorse_and_verify_in_person(tmp_path: Path) -> None:
         screen = await _open_network(pilot, "agreements")
         await pilot.press("i")
         await pilot.pause()
+        invite = app.screen
+        assert isinstance(invite, InviteForm)
+        await _type(pilot, "#uses", "0")
+        await _press(pilot, "#ok")
+        assert "1 to 100" in str(invite.query_one("#error", Label).render())
+        await _type(pilot, "#uses", "3")
+        await _type(pilot, "#days", "2")
+        await _press(pilot, "#ok")
         assert isinstance(app.screen, ShowText)
         assert "P2P1-" in str(app.screen.query_one("#shown", Static).render())
         await pilot.press("escape")
@@ -309,3 +325,29 @@ async def test_the_app_online_holds_the_profile_lock(tmp_path: Path) -> None:
             await pilot.pause(0.05)
         assert NodeLock.held(profile_dir(tmp_path, "default"))  # p2pnet run would refuse
     assert not NodeLock.held(profile_dir(tmp_path, "default"))  # released on exit
+
+
+async def test_revise_an_agreement_opens_its_adoption_decision(tmp_path: Path) -> None:
+    _profile_with_network(tmp_path, with_ben=True)
+    app = _app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await _unlock(pilot)
+        await _open_network(pilot, "agreements")
+        await pilot.press("r")
+        await pilot.pause()
+        form = app.screen
+        assert isinstance(form, ReviseForm)
+        await _type(pilot, "#title", "")
+        await _press(pilot, "#ok")
+        assert "needs a title" in str(form.query_one("#error", Label).render())
+        await _type(pilot, "#title", "Charter, second version")
+        await _press(pilot, "#ok")
+        assert isinstance(app.screen, NetworkScreen)
+    with Node.open(tmp_path, "default", PASS) as ana:
+        state = ana.state("Union")
+        (charter,) = state.agreements.values()
+        assert len(charter.versions) == 2
+        assert any(
+            d.title == "Adopt: Charter, second version" and d.status == "open"
+            for d in state.decisions.values()
+        )
