@@ -17,6 +17,7 @@ from typing import Any, ClassVar, TypeVar
 from textual.app import App
 from textual.binding import Binding, BindingType
 from textual.message import Message
+from textual.notifications import SeverityLevel
 
 from crypto import CryptoError, KdfParams, KeystoreLocked
 from p2pnet.errors import P2pnetError
@@ -87,6 +88,18 @@ class P2pnetApp(App[None]):
         self._idle_lock_s = idle_lock_s
         self._online = False
         self._last_input = time.monotonic()
+
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = False,
+    ) -> None:
+        """Notifications carry names, titles and peers' error texts: plain by default."""
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
 
     # -- the node --------------------------------------------------------------------------
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from rich.markup import escape
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -182,7 +183,7 @@ class PositionForm(_Form):
     def compose(self) -> ComposeResult:
         stances = sorted(STANCES[self._rule])
         with Vertical():
-            yield Label(f"[b]Your position on[/b] {self._title}")
+            yield Label(f"[b]Your position on[/b] {escape(self._title)}")
             yield Static("Positions are signed and visible to all members.", classes="hint")
             yield Select([(s.replace("_", " "), s) for s in stances], prompt="Stance", id="stance")
             yield Input(placeholder="Reason (required for a block or an objection)", id="reason")
@@ -225,11 +226,11 @@ class VerifyForm(_Form):
 
     def __init__(self, name: str, digits: str, words: str, qr: str) -> None:
         super().__init__()
-        self._name, self._digits, self._words, self._qr = name, digits, words, qr
+        self._member, self._digits, self._words, self._qr = name, digits, words, qr
 
     def compose(self) -> ComposeResult:
         with VerticalScroll():
-            yield Label(f"[b]Verify {self._name} in person[/b]")
+            yield Label(f"[b]Verify {escape(self._member)} in person[/b]")
             yield Static(
                 "Meet, and compare this number with the one on their screen. Every "
                 "digit must match. Or scan each other's code.",
@@ -268,7 +269,7 @@ class ConfirmForm(_Form):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Label(f"[b]{self._title}[/b]")
+            yield Label(f"[b]{escape(self._title)}[/b]")
             yield Static(self._text)
             yield Label("", id="error", classes="error")
             yield self.buttons(self._ok)
@@ -286,8 +287,8 @@ class ShowText(_Form):
 
     def compose(self) -> ComposeResult:
         with VerticalScroll():
-            yield Label(f"[b]{self._title}[/b]")
-            yield Static(self._text, id="shown")
+            yield Label(f"[b]{escape(self._title)}[/b]")
+            yield Static(self._text, id="shown")  # callers escape what members wrote
             yield Label("", id="error", classes="error")
             yield Horizontal(Button("Close", id="cancel", variant="primary"))
 

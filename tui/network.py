@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from rich.markup import escape
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
@@ -34,7 +35,7 @@ from tui.forms import (
     ShowText,
     VerifyForm,
 )
-from tui.screens import NOTICE, BaseScreen, short
+from tui.screens import NOTICE, BaseScreen, PlainTable, short
 
 if TYPE_CHECKING:
     pass
@@ -83,16 +84,17 @@ class NetworkScreen(BaseScreen):
         yield Static(NOTICE + "  Keys 1-5: tabs.", classes="notice")
         with TabbedContent(id="tabs"):
             with TabPane("Overview", id="overview"):
-                yield VerticalScroll(Static("", id="overview-text"))
+                # What members wrote is shown as text, never read as markup.
+                yield VerticalScroll(Static("", id="overview-text", markup=False))
             with TabPane("Members", id="members"):
-                yield DataTable(id="members-table", cursor_type="row")
-                yield Static("", id="matches", classes="hint")
+                yield PlainTable(id="members-table", cursor_type="row")
+                yield Static("", id="matches", classes="hint", markup=False)
             with TabPane("Agreements", id="agreements"):
-                yield DataTable(id="agreements-table", cursor_type="row")
+                yield PlainTable(id="agreements-table", cursor_type="row")
             with TabPane("Decisions", id="decisions"):
-                yield DataTable(id="decisions-table", cursor_type="row")
+                yield PlainTable(id="decisions-table", cursor_type="row")
             with TabPane("Log", id="log"):
-                yield VerticalScroll(Static("", id="log-text"))
+                yield VerticalScroll(Static("", id="log-text", markup=False))
         yield Footer()
 
     def on_mount(self) -> None:
@@ -116,7 +118,7 @@ class NetworkScreen(BaseScreen):
         state = self.state()
         names = {k: m.display_name for k, m in state.members.items()}
         self.query_one("#title", Static).update(
-            f"[b]{state.name}[/b] · {state.network_type.replace('_', ' ')} · "
+            f"[b]{escape(state.name)}[/b] · {state.network_type.replace('_', ' ')} · "
             f"{self.p2p.sync_text(self.network_id)}"
         )
         self._overview(state)
@@ -257,13 +259,13 @@ class NetworkScreen(BaseScreen):
             text = self.p2p.call(self.p2p.node.texts, self.ref, [version_id])
             adopted = "adopted" if version.adopted_by else "not adopted"
             lines += [
-                f"[b]Version {version.number}: {version.title}[/b] ({adopted})",
-                text.get(version_id, {}).get("text", ""),
+                f"[b]Version {version.number}: {escape(version.title)}[/b] ({adopted})",
+                escape(text.get(version_id, {}).get("text", "")),
                 "",
             ]
         lines.append(
-            "To change it, propose a new version: p2pnet agreement add NET --revise "
-            "AGREEMENT, then an adoption decision."
+            "To change it, press r on the agreements list: a new version, and a decision "
+            "whether to adopt it."
         )
         self.app.push_screen(ShowText(agreement.kind.replace("_", " ").title(), "\n".join(lines)))
 
@@ -284,7 +286,7 @@ class NetworkScreen(BaseScreen):
             "",
             "Press v on the members list to verify this member in person.",
         ]
-        self.app.push_screen(ShowText(m.display_name, "\n".join(lines)))
+        self.app.push_screen(ShowText(m.display_name, escape("\n".join(lines))))
 
     def _selected(self, table_id: str) -> str | None:
         table = self.query_one(table_id, DataTable)
@@ -450,19 +452,19 @@ class DecisionScreen(BaseScreen):
             latest[p.member] = p
         reasons = self.p2p.call(node.texts, self.ref, [p.op_id for p in latest.values()])
         lines = [
-            f"[b]{d.title}[/b]  ({d.status})",
+            f"[b]{escape(d.title)}[/b]  ({d.status})",
             f"Rule: {d.rule.rule} — {RULE_HELP.get(d.rule.rule, '')}; quorum "
             f"{d.rule.quorum.num}/{d.rule.quorum.den}",
             f"Closes: {time.strftime('%Y-%m-%d %H:%M', time.localtime(d.closes_at / 1000))}",
             "",
-            text or "(no text)",
+            escape(text) or "(no text)",
             "",
             "[b]Positions[/b]",
         ]
         for member, p in latest.items():
             reason = reasons.get(p.op_id, {}).get("reason", "")
-            lines.append(f"  {names.get(member, short(member))}: {p.stance}"
-                         + (f" — {reason}" if reason else ""))  # fmt: skip
+            lines.append(f"  {escape(names.get(member, short(member)))}: {p.stance}"
+                         + (f" — {escape(reason)}" if reason else ""))  # fmt: skip
         if not latest:
             lines.append("  none yet")
         if d.status == "open":
@@ -476,7 +478,8 @@ class DecisionScreen(BaseScreen):
         lines += ["", "[b]Comments[/b]"]
         for cid in comment_ids:
             c = comments.get(cid, {})
-            lines.append(f"  {names.get(c.get('author', b''), '?')}: {c.get('text', '')}")
+            author = escape(names.get(c.get("author", b""), "?"))
+            lines.append(f"  {author}: {escape(c.get('text', ''))}")
         if not comment_ids:
             lines.append("  none yet")
         self.query_one("#detail", Static).update("\n".join(lines))

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
@@ -28,7 +29,15 @@ from tui.forms import (
 if TYPE_CHECKING:
     from tui.app import P2pnetApp
 
-__all__ = ["NOTICE", "BaseScreen", "NetworksScreen", "OnboardingScreen", "UnlockScreen", "strength"]
+__all__ = [
+    "NOTICE",
+    "BaseScreen",
+    "NetworksScreen",
+    "OnboardingScreen",
+    "PlainTable",
+    "UnlockScreen",
+    "strength",
+]
 
 NOTICE = "Positions and comments are signed and visible to every member."
 
@@ -45,6 +54,16 @@ def strength(passphrase: str) -> str:
 
 def short(value: bytes) -> str:
     return value.hex()[:8]
+
+
+class PlainTable(DataTable[Any]):
+    """A DataTable whose text cells are shown as they are. Textual reads ``str`` cells as
+    markup: a member's name or a title with "[/b]" or "[link=…]" would style the screen
+    or crash it (MarkupError), and those strings come from other members."""
+
+    def add_row(self, *cells: Any, **kwargs: Any) -> Any:
+        plain = [Text(c) if isinstance(c, str) else c for c in cells]
+        return super().add_row(*plain, **kwargs)
 
 
 class BaseScreen(Screen[None]):
@@ -167,7 +186,7 @@ class NetworksScreen(BaseScreen):
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static("", id="status")
-        yield DataTable(id="networks", cursor_type="row")
+        yield PlainTable(id="networks", cursor_type="row")
         yield Static(
             "n: create a network   j: join with a code   Enter: open   "
             "ctrl+x: panic (wipe this profile)",

@@ -351,3 +351,31 @@ async def test_revise_an_agreement_opens_its_adoption_decision(tmp_path: Path) -
             d.title == "Adopt: Charter, second version" and d.status == "open"
             for d in state.decisions.values()
         )
+
+
+async def test_markup_in_what_peers_write_is_shown_as_text(tmp_path: Path) -> None:
+    """Names, titles, reasons and texts come from other members: Rich markup in them must
+    neither style the screen nor break it (an unmatched closing tag raised MarkupError)."""
+    hostile = "[/b][link=https://example.invalid]click[/link][red"
+    with Node.create(tmp_path, "default", PASS, name="Ana", kdf=FAST) as ana:
+        ana.create_network(hostile, "coordination", purpose=hostile)
+        ana.update_profile(hostile, name="[/x]Ana")
+        topic = ana.propose(hostile, title=hostile, text=hostile)
+        ana.comment(hostile, topic.op_id.hex(), hostile)
+    app = _app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await _unlock(pilot)
+        assert _cells(app, "#networks")[0][0] == hostile
+        screen = await _open_network(pilot, "decisions")
+        assert _cells(app, "#decisions-table")[0][0] == hostile
+        assert hostile in str(screen.query_one("#title", Static).render())
+        screen.query_one("#tabs").active = "members"  # type: ignore[attr-defined]
+        await pilot.pause()
+        assert "[/x]Ana" in [r[0] for r in _cells(app, "#members-table")]
+        screen.query_one("#tabs").active = "decisions"  # type: ignore[attr-defined]
+        await pilot.pause()
+        await pilot.press("enter")
+        await pilot.pause()
+        assert isinstance(app.screen, DecisionScreen)
+        detail = str(app.screen.query_one("#detail", Static).render())
+        assert detail.count(hostile) >= 3  # title, text and the comment, literally
