@@ -374,11 +374,8 @@ class Store:
             ).fetchone()
             if row is None:
                 continue
-            try:
-                data = key.open(row[1], b"env" + row[0])
-            except DecryptionFailed:
-                raise StoreCorrupt("a stored envelope does not decrypt") from None
-            if data[:1] == b"\x01":
+            data = self._open_envelope(row[1], row[0])
+            if data[0] == 1:
                 found[op_id] = data[1:]
         return found
 
@@ -395,11 +392,21 @@ class Store:
         ).fetchone()
         if row is None:
             return None
+        return self._open_envelope(row[0], eid)[1:]
+
+    def _open_envelope(self, sealed: bytes, eid_idx: bytes) -> bytes:
+        """A row's envelope with its leading "verified" flag byte (0 or 1).
+
+        Raises:
+            StoreCorrupt: the row does not decrypt, or its flag is not 0 or 1.
+        """
         try:
-            data = key.open(row[0], b"env" + eid)
+            data = self._key.open(sealed, b"env" + eid_idx)
         except DecryptionFailed:
             raise StoreCorrupt("a stored envelope does not decrypt") from None
-        return data[1:]
+        if not data or data[0] not in (0, 1):
+            raise StoreCorrupt("a stored envelope is damaged")
+        return data
 
     def last_position(self, network_id: bytes) -> int:
         """The newest arrival position of the network's envelopes (0: none)."""
@@ -424,14 +431,8 @@ class Store:
             "SELECT rowid, eid, data FROM envelopes WHERE net = ? AND rowid > ? ORDER BY rowid",
             (self._key.index(network_id), after),
         )
-        key = self._key
         for position, eid_idx, sealed in cursor:
-            try:
-                data = key.open(sealed, b"env" + eid_idx)
-            except DecryptionFailed:
-                raise StoreCorrupt("a stored envelope does not decrypt") from None
-            if not data or data[0] not in (0, 1):
-                raise StoreCorrupt("a stored envelope is damaged")
+            data = self._open_envelope(sealed, eid_idx)
             yield StoredEnvelope(position, data[1:], data[0] == 1)
 
     def load(self, network_id: bytes, *, after: int = 0) -> Iterator[StoredOp | StoredEnvelope]:
@@ -465,12 +466,7 @@ class Store:
                     plain[_OP_HEAD:],
                 )
                 continue
-            try:
-                data = key.open(sealed, b"env" + eid_idx)
-            except DecryptionFailed:
-                raise StoreCorrupt("a stored envelope does not decrypt") from None
-            if not data or data[0] not in (0, 1):
-                raise StoreCorrupt("a stored envelope is damaged")
+            data = self._open_envelope(sealed, eid_idx)
             yield StoredEnvelope(position, data[1:], data[0] == 1)
 
     def _open_op(self, sealed: bytes, eid_idx: bytes) -> bytes:
