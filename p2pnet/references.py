@@ -61,6 +61,10 @@ def resolve(what: str, ref: str, candidates: Mapping[bytes, str]) -> bytes:
     """A name (case-insensitive, exact) or a hex id prefix of at least 4 digits."""
     wanted = ref.strip().casefold()
     size = len(wanted)
+    if size == 64 and all(c in "0123456789abcdef" for c in wanted):
+        whole = bytes.fromhex(wanted)
+        if whole in candidates:
+            return whole  # a whole id is never ambiguous, whatever names say
     # Compare lengths first: casefolding every title on every action was the slowest part
     # of a local action in a network with a thousand decisions.
     by_name = [
@@ -68,15 +72,18 @@ def resolve(what: str, ref: str, candidates: Mapping[bytes, str]) -> bytes:
         for k, label in candidates.items()
         if len(label) >= size // 2 and label.casefold() == wanted
     ]
-    if len(by_name) == 1:
-        return by_name[0]
     by_prefix: list[bytes] = []
     if size >= 4 and all(c in "0123456789abcdef" for c in wanted):
         even = bytes.fromhex(wanted[: size - size % 2])
         by_prefix = [k for k in candidates if k.startswith(even)]
         if size % 2:
             by_prefix = [k for k in by_prefix if k.hex().startswith(wanted)]
-    found = by_name or by_prefix
+    # Names are chosen by members: one that spells another's id prefix (the short ids the
+    # command line prints) must not take that id over. Both matching different things is
+    # ambiguous, whichever is found first.
+    found = (
+        list(dict.fromkeys(by_name + by_prefix)) if by_name and by_prefix else by_name or by_prefix
+    )
     if len(found) == 1:
         return found[0]
     if not found:

@@ -82,3 +82,12 @@ def test_names() -> None:
     for bad in ("", "   ", "x" * 101):
         with pytest.raises(NodeError, match="1 to 100"):
             check_name(bad)
+
+
+def test_a_name_that_spells_another_id_prefix_does_not_take_it_over() -> None:
+    victim, impostor = b"\xab\xcd\xef\x01" + b"\x00" * 28, b"\x11" * 32
+    candidates = {victim: "Shirin", impostor: victim.hex()[:8]}  # the short id the CLI prints
+    with pytest.raises(AmbiguousReference):
+        resolve("member", victim.hex()[:8], candidates)
+    assert resolve("member", victim.hex(), candidates) == victim  # the whole id settles it
+    assert resolve("member", "Shirin", candidates) == victim
