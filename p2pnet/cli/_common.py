@@ -39,8 +39,11 @@ def _passphrase(args: argparse.Namespace, *, confirm: bool) -> str:
     if args.passphrase_file is not None:
         try:
             text: str = args.passphrase_file.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise UserError(f"cannot read the passphrase file: {exc}") from None
+        except OSError as exc:
+            raise UserError(f"cannot read the passphrase file: {exc.strerror or exc}") from None
+        except UnicodeDecodeError:
+            # Not the decoder's message: it quotes a byte of the passphrase and its position.
+            raise UserError("the passphrase file is not UTF-8 text") from None
         return text.rstrip("\r\n")
     if not sys.stdin.isatty():
         raise UserError(

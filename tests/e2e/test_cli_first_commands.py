@@ -142,3 +142,20 @@ def test_a_bad_display_name_creates_no_profile(
         assert "1 to 100 characters" in capsys.readouterr().err
     assert not profile_dir(home, "default").exists()
     assert run(home, "init", "--name", "  Ana  ") == 0
+
+
+def test_a_passphrase_file_that_is_not_utf8_is_refused_without_quoting_it(
+    tmp_path: Path,
+) -> None:
+    passphrase_file = tmp_path / "pass"
+    passphrase_file.write_bytes(b"secret\xffpart")
+    done = subprocess.run(
+        [sys.executable, "-m", "p2pnet.cli", "--home", str(tmp_path), "--passphrase-file",
+         str(passphrase_file), "whoami"],
+        capture_output=True, text=True, check=False, timeout=60,
+        env={k: v for k, v in os.environ.items() if k != "P2PNET_PASSPHRASE"},
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert "not UTF-8" in done.stderr
+    assert "0xff" not in done.stderr
+    assert "position" not in done.stderr
