@@ -1385,9 +1385,14 @@ class _StoreHoldings:
     def __init__(self, node: Node, net: _Network) -> None:
         self._node = node
         self._net = net
-        self._inner = net.holdings
         self.written = (0, 0)  # store positions (before, after) of the last receive
         self.kept: list[bytes] = []  # the envelopes the last receive stored
+
+    @property
+    def _inner(self) -> MemoryHoldings:
+        # Looked up when used: a bundle import makes one of these for every network, and
+        # only the bundle's own network needs its DAG built.
+        return self._net.holdings
 
     def chain_index(self) -> DagChains:
         return self._inner.chain_index()

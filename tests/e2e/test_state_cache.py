@@ -130,3 +130,15 @@ def test_a_truncated_or_extended_cache_is_refused(tmp_path: Path) -> None:
     for cut in range(0, len(data), max(1, len(data) // 50)):
         assert decode_state(data[:cut]) is None
     assert decode_state(b"\x90") is None  # an empty array
+
+
+def test_a_bundle_import_loads_only_its_own_network(tmp_path: Path) -> None:
+    _busy_profile(tmp_path)
+    with Node.open(tmp_path, "default", PASS) as node:
+        node.create_network("Other", "information_exchange")
+        node.bundle_export("Net", tmp_path / "net.bundle")
+    with Node.open(tmp_path, "default", PASS) as node:
+        other = node._networks[node.network_id("Other")]  # type: ignore[attr-defined]
+        assert other.loaded is None  # served from the cache
+        node.bundle_import(tmp_path / "net.bundle")
+        assert other.loaded is None  # a bundle of "Net" did not build "Other"'s history
