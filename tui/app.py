@@ -312,12 +312,11 @@ class P2pnetApp(App[None]):
         assert self._thread is not None
         thread = self._thread
 
-        def notify(text: str) -> None:
-            self.call_from_thread(self.notify, text)
-
         def run() -> None:
             try:
-                thread.run_async(lambda: join_async(thread.node, code, say=notify))
+                # say=self._say: a message, never call_from_thread from the node's thread
+                # (the UI may be waiting on that thread: a deadlock, reproduced).
+                thread.run_async(lambda: join_async(thread.node, code, say=self._say))
             except (P2pnetError, ProtocolError) as exc:
                 self.call_from_thread(self.notify, str(exc), severity="error", timeout=10)
                 return

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from rich.markup import escape
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -49,6 +48,7 @@ class _Form(ModalScreen[Any]):
     }
     _Form .error { color: $error; height: auto; }
     _Form .hint { color: $text-muted; height: auto; }
+    _Form .heading { text-style: bold; }
     _Form Horizontal { height: auto; margin-top: 1; }
     _Form TextArea { height: 6; }
     """
@@ -158,7 +158,7 @@ class ProposeForm(_Form):
             self.error("A proposal needs a title.")
             return
         num, _, den = quorum.partition("/")
-        if not (num.isdigit() and den.isdigit() and int(den) > 0 and int(num) <= int(den)):
+        if not (num.isdecimal() and den.isdecimal() and int(den) > 0 and int(num) <= int(den)):
             self.error("The quorum is a fraction like 1/2 (at most 1).")
             return
         rule = self.query_one("#rule", Select).value
@@ -183,7 +183,7 @@ class PositionForm(_Form):
     def compose(self) -> ComposeResult:
         stances = sorted(STANCES[self._rule])
         with Vertical():
-            yield Label(f"[b]Your position on[/b] {escape(self._title)}")
+            yield Label(f"Your position on: {self._title}", markup=False, classes="heading")
             yield Static("Positions are signed and visible to all members.", classes="hint")
             yield Select([(s.replace("_", " "), s) for s in stances], prompt="Stance", id="stance")
             yield Input(placeholder="Reason (required for a block or an objection)", id="reason")
@@ -230,7 +230,7 @@ class VerifyForm(_Form):
 
     def compose(self) -> ComposeResult:
         with VerticalScroll():
-            yield Label(f"[b]Verify {escape(self._member)} in person[/b]")
+            yield Label(f"Verify {self._member} in person", markup=False, classes="heading")
             yield Static(
                 "Meet, and compare this number with the one on their screen. Every "
                 "digit must match. Or scan each other's code.",
@@ -269,8 +269,8 @@ class ConfirmForm(_Form):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Label(f"[b]{escape(self._title)}[/b]")
-            yield Static(self._text)
+            yield Label(self._title, markup=False, classes="heading")
+            yield Static(self._text, markup=False)
             yield Label("", id="error", classes="error")
             yield self.buttons(self._ok)
 
@@ -287,8 +287,10 @@ class ShowText(_Form):
 
     def compose(self) -> ComposeResult:
         with VerticalScroll():
-            yield Label(f"[b]{escape(self._title)}[/b]")
-            yield Static(self._text, id="shown")  # callers escape what members wrote
+            yield Label(self._title, markup=False, classes="heading")
+            # Never markup: the text carries what members wrote (escaping is not enough:
+            # Textual still reads tags like "[ @click=…]").
+            yield Static(self._text, id="shown", markup=False)
             yield Label("", id="error", classes="error")
             yield Horizontal(Button("Close", id="cancel", variant="primary"))
 
@@ -320,10 +322,10 @@ class InviteForm(_Form):
     def submit(self) -> None:
         uses = self.query_one("#uses", Input).value.strip()
         days = self.query_one("#days", Input).value.strip()
-        if not uses.isdigit() or not 1 <= int(uses) <= 100:
+        if not uses.isdecimal() or not 1 <= int(uses) <= 100:
             self.error("A code admits 1 to 100 people.")
             return
-        if not days.isdigit() or not 1 <= int(days) <= 90:
+        if not days.isdecimal() or not 1 <= int(days) <= 90:
             self.error("A code lasts 1 to 90 days.")
             return
         self.dismiss(NewInvite(int(uses), int(days)))

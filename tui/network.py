@@ -6,7 +6,6 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from rich.markup import escape
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
@@ -80,7 +79,7 @@ class NetworkScreen(BaseScreen):
 
     def compose(self) -> ComposeResult:
         yield Header()
-        yield Static("", id="title")
+        yield Static("", id="title", markup=False)
         yield Static(NOTICE + "  Keys 1-5: tabs.", classes="notice")
         with TabbedContent(id="tabs"):
             with TabPane("Overview", id="overview"):
@@ -118,7 +117,7 @@ class NetworkScreen(BaseScreen):
         state = self.state()
         names = {k: m.display_name for k, m in state.members.items()}
         self.query_one("#title", Static).update(
-            f"[b]{escape(state.name)}[/b] · {state.network_type.replace('_', ' ')} · "
+            f"{state.name} · {state.network_type.replace('_', ' ')} · "
             f"{self.p2p.sync_text(self.network_id)}"
         )
         self._overview(state)
@@ -259,8 +258,8 @@ class NetworkScreen(BaseScreen):
             text = self.p2p.call(self.p2p.node.texts, self.ref, [version_id])
             adopted = "adopted" if version.adopted_by else "not adopted"
             lines += [
-                f"[b]Version {version.number}: {escape(version.title)}[/b] ({adopted})",
-                escape(text.get(version_id, {}).get("text", "")),
+                f"Version {version.number}: {version.title} ({adopted})",
+                text.get(version_id, {}).get("text", ""),
                 "",
             ]
         lines.append(
@@ -286,7 +285,7 @@ class NetworkScreen(BaseScreen):
             "",
             "Press v on the members list to verify this member in person.",
         ]
-        self.app.push_screen(ShowText(m.display_name, escape("\n".join(lines))))
+        self.app.push_screen(ShowText(m.display_name, "\n".join(lines)))
 
     def _selected(self, table_id: str) -> str | None:
         table = self.query_one(table_id, DataTable)
@@ -429,7 +428,8 @@ class DecisionScreen(BaseScreen):
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static(NOTICE, classes="notice")
-        yield VerticalScroll(Static("", id="detail"))
+        # Never markup: what members wrote is shown as it is.
+        yield VerticalScroll(Static("", id="detail", markup=False))
         with Horizontal(id="comment-row"):
             yield Input(placeholder="Write a comment and press Enter", id="comment")
         yield Footer()
@@ -452,19 +452,19 @@ class DecisionScreen(BaseScreen):
             latest[p.member] = p
         reasons = self.p2p.call(node.texts, self.ref, [p.op_id for p in latest.values()])
         lines = [
-            f"[b]{escape(d.title)}[/b]  ({d.status})",
+            f"{d.title}  ({d.status})",
             f"Rule: {d.rule.rule} — {RULE_HELP.get(d.rule.rule, '')}; quorum "
             f"{d.rule.quorum.num}/{d.rule.quorum.den}",
             f"Closes: {time.strftime('%Y-%m-%d %H:%M', time.localtime(d.closes_at / 1000))}",
             "",
-            escape(text) or "(no text)",
+            text or "(no text)",
             "",
-            "[b]Positions[/b]",
+            "Positions",
         ]
         for member, p in latest.items():
             reason = reasons.get(p.op_id, {}).get("reason", "")
-            lines.append(f"  {escape(names.get(member, short(member)))}: {p.stance}"
-                         + (f" — {escape(reason)}" if reason else ""))  # fmt: skip
+            lines.append(f"  {names.get(member, short(member))}: {p.stance}"
+                         + (f" — {reason}" if reason else ""))  # fmt: skip
         if not latest:
             lines.append("  none yet")
         if d.status == "open":
@@ -475,11 +475,11 @@ class DecisionScreen(BaseScreen):
             lines += ["", f"Outcome: {d.outcome.outcome}"]
         comment_ids = state.comments.get(d.decision_id, ())
         comments = self.p2p.call(node.texts, self.ref, list(comment_ids))
-        lines += ["", "[b]Comments[/b]"]
+        lines += ["", "Comments"]
         for cid in comment_ids:
             c = comments.get(cid, {})
-            author = escape(names.get(c.get("author", b""), "?"))
-            lines.append(f"  {author}: {escape(c.get('text', ''))}")
+            author = names.get(c.get("author", b""), "?")
+            lines.append(f"  {author}: {c.get('text', '')}")
         if not comment_ids:
             lines.append("  none yet")
         self.query_one("#detail", Static).update("\n".join(lines))

@@ -185,7 +185,7 @@ class NetworksScreen(BaseScreen):
 
     def compose(self) -> ComposeResult:
         yield Header()
-        yield Static("", id="status")
+        yield Static("", id="status", markup=False)  # names are members' own
         yield PlainTable(id="networks", cursor_type="row")
         yield Static(
             "n: create a network   j: join with a code   Enter: open   "

@@ -356,7 +356,8 @@ async def test_revise_an_agreement_opens_its_adoption_decision(tmp_path: Path) -
 async def test_markup_in_what_peers_write_is_shown_as_text(tmp_path: Path) -> None:
     """Names, titles, reasons and texts come from other members: Rich markup in them must
     neither style the screen nor break it (an unmatched closing tag raised MarkupError)."""
-    hostile = "[/b][link=https://example.invalid]click[/link][red"
+    # Escaping is not enough: Textual still reads "[ @click=…]" and "[ link=…]".
+    hostile = "[/b][ @click=app.quit]x[/][ link='https://example.invalid']y[/][red"
     with Node.create(tmp_path, "default", PASS, name="Ana", kdf=FAST) as ana:
         ana.create_network(hostile, "coordination", purpose=hostile)
         ana.update_profile(hostile, name="[/x]Ana")
