@@ -21,6 +21,7 @@ fresh random peer key each time, so attempts are not linkable to each other.
 
 from __future__ import annotations
 
+import logging
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,7 +33,7 @@ from libp2p.custom_types import TProtocol
 from libp2p.peer.peerinfo import info_from_p2p_addr
 
 from crypto import random_bytes
-from p2pnet.errors import NodeError, P2pnetError
+from p2pnet.errors import NodeError
 from p2pnet.net.host import network_host, quiet_auto_connector
 from p2pnet.net.session import StreamEnded, _read_exactly, _write
 from p2pnet.node import Node
@@ -47,6 +48,8 @@ __all__ = [
     "invite_handler",
     "join_async",
 ]
+
+log = logging.getLogger("p2pnet.net")
 
 INVITE_PROTOCOL = "/p2pnet/invite/1.0.0"
 MAX_REQUEST = 8192
@@ -90,8 +93,11 @@ def invite_handler(node: Node, network_id: bytes) -> Callable[[Any], Any]:
 def _decide(node: Node, network_id: bytes, request: bytes) -> tuple[int, bytes]:
     try:
         _result, welcome = node.accept_request(network_id.hex(), request)
-    except P2pnetError as exc:
+    except NodeError as exc:  # the reasons meant for a joiner (used, expired, …)
         return REFUSED, str(exc).encode("utf-8")[:MAX_NOTE]
+    except Exception as exc:  # nothing of our own state for an unauthenticated party
+        log.error("an invite request failed: %s", type(exc).__name__)
+        return REFUSED, b"the inviter's node could not answer; try again later"
     if welcome is not None:
         return WELCOME, welcome
     return PENDING, b"an admission decision is open; the members are deciding"

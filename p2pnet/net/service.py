@@ -44,6 +44,7 @@ from libp2p.peer.peerinfo import PeerInfo, info_from_p2p_addr
 
 from p2pnet.net.host import DIAL_S, network_host, quiet_auto_connector
 from p2pnet.net.invite import INVITE_PROTOCOL, invite_handler
+from p2pnet.net.lan import lan_addresses
 from p2pnet.net.membership import ProofRefused, check_proof, make_proof
 from p2pnet.net.relay import (
     CircuitLimits,
@@ -135,6 +136,7 @@ class NetworkRuntime:
         peers: Sequence[str] = (),
         dial_members: bool = True,
         invites: bool = True,
+        publish: bool = True,
         private: bool = True,
         now_ms: Callable[[], int] | None = None,
         relay: bool = False,
@@ -144,9 +146,11 @@ class NetworkRuntime:
         published addresses (``dial_members``); circuit addresses
         (``.../p2p/<relay>/p2p-circuit/p2p/<peer id>``) too. ``private``: the host speaks
         only to holders of the network's PSK (libp2p pnet); off only for tests of the
-        layers above it. ``invites``: also run the invite host (no PSK). ``relay``: serve
-        as a circuit relay for members (opt-in). ``relays``: members' multiaddrs (with
-        ``/p2p/<peer id>``) to sync with, reserve on, and publish circuit addresses of."""
+        layers above it. ``invites``: also run the invite host (no PSK). ``publish``:
+        write our addresses into the state when they changed (not for a one-shot sync).
+        ``relay``: serve as a circuit relay for members (opt-in). ``relays``: members'
+        multiaddrs (with ``/p2p/<peer id>``) to sync with, reserve on, and publish circuit
+        addresses of."""
         self.node = node
         self.network_id = network_id
         psk = node.network_secret(network_id).psk if private else None
@@ -156,6 +160,9 @@ class NetworkRuntime:
         self._announce = list(announce) if announce is not None else None
         self._extra = [info_from_p2p_addr(multiaddr.Multiaddr(a)) for a in peers]
         self._dial_members = dial_members
+        # A one-shot sync must not replace, in the permanent log, the addresses a running
+        # node published with a port that dies when the command exits.
+        self._publishes = publish
         self._now_ms = now_ms or now_wall_ms  # wall clock: shown to people as "last sync"
         self.sessions: dict[ID, Session] = {}
         self.status: dict[ID, PeerStatus] = {}
@@ -250,7 +257,7 @@ class NetworkRuntime:
         if self._announce is not None:
             own = [f"{a}/p2p/{self.peer_id}" if "/p2p/" not in a else a for a in self._announce]
         else:
-            own = [str(a) for a in self.host.get_addrs()]
+            own = _dialable(self.host.get_addrs())
         return own + list(self.circuit_addresses.values())
 
     @property
@@ -263,9 +270,11 @@ class NetworkRuntime:
             port = next((a.value_for_protocol("tcp") for a in self.invite_host.get_addrs()), None)
             peer = self.invite_host.get_id()
             return [f"{a.split('/tcp/')[0]}/tcp/{port}/p2p/{peer}" for a in self._announce if port]
-        return [str(a) for a in self.invite_host.get_addrs()]
+        return _dialable(self.invite_host.get_addrs())
 
     def _publish(self) -> None:
+        if not self._publishes:
+            return
         direct = [a.split("/p2p/")[0] for a in self.addresses if "/p2p-circuit" not in a]
         relayed = [a.removesuffix(f"/p2p/{self.peer_id}") for a in self.circuit_addresses.values()]
         bare = direct[: max(0, 8 - len(relayed))] + relayed  # the state keeps 8
@@ -354,11 +363,15 @@ class NetworkRuntime:
                 await self._connect(target)
                 stream = await self.host.new_stream(peer, [TProtocol(PROTOCOL)])
         except Exception as exc:  # every dial failure means "try later"
+            self._dialing.discard(peer)
             self._failed(peer, f"cannot reach: {type(exc).__name__}")
             return
+        try:
+            await self._serve(stream, initiator=True)
         finally:
+            # Only now: while the proofs are exchanged the peer is in neither set, and the
+            # dial loop would open more streams to it.
             self._dialing.discard(peer)
-        await self._serve(stream, initiator=True)
 
     # -- circuit relay -------------------------------------------------------------------
 
@@ -515,6 +528,13 @@ class NetworkRuntime:
             await self._disconnect(peer)
         except StreamEnded as exc:
             status.last_error = f"connection ended: {exc}"
+        except Exception as exc:
+            # Anything else (the store busy past its timeout, a bug): this session ends,
+            # the host and the other sessions do not (an exception out of a stream handler
+            # would cancel py-libp2p's whole swarm).
+            log.error("session with peer %s failed: %s", peer, type(exc).__name__)
+            status.last_error = f"session failed: {type(exc).__name__}"
+            await session.close()
         finally:
             status.received, status.sent = session.received_new, session.sent
             if self.sessions.get(peer) is session:
@@ -633,6 +653,19 @@ class NetworkRuntime:
 
     def _status(self, peer: ID) -> PeerStatus:
         return self.status.setdefault(peer, PeerStatus(str(peer)))
+
+
+def _dialable(addrs: Sequence[multiaddr.Multiaddr]) -> list[str]:
+    """Listening addresses as others can dial them: an unspecified host (0.0.0.0, what
+    the default --listen binds) becomes this machine's interface addresses."""
+    out: list[str] = []
+    for addr in addrs:
+        text = str(addr)
+        if text.startswith("/ip4/0.0.0.0/"):
+            out += [text.replace("/ip4/0.0.0.0/", f"/ip4/{ip}/", 1) for ip in lan_addresses()]
+        elif not text.startswith("/ip6/::/"):
+            out.append(text)
+    return out
 
 
 def _any_port(address: str) -> str:
