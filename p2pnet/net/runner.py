@@ -306,6 +306,8 @@ def sync_now(
             listen=("/ip4/127.0.0.1/tcp/0",) if peers else ("/ip4/0.0.0.0/tcp/0",),
             peers=peers,
             dial_members=not peers,
+            publish=False,  # a one-shot sync: no addresses in the log, no invite host
+            invites=False,
         )
         async with trio.open_nursery() as nursery:
             await nursery.start(runtime.run)

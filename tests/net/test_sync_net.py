@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import trio
 
-from p2pnet.net.runner import start_lan
+from p2pnet.net.lan import lan_addresses
+from p2pnet.net.runner import start_lan, sync_now
 from p2pnet.net.service import NetworkRuntime
 from tests.net.world import LOOPBACK, close_all, make_nodes, running, wait_for
 
@@ -146,5 +147,35 @@ def test_a_node_reconnects_by_itself_when_its_peer_comes_back(tmp_path: Path) ->
 
     try:
         trio.run(main)
+    finally:
+        close_all(nodes)
+
+
+def test_a_default_listener_publishes_dialable_addresses_and_sync_publishes_none(
+    tmp_path: Path,
+) -> None:
+    ana, ben = nodes = make_nodes(tmp_path, ["Ana", "Ben"])
+    net_id = ana.network_id("Net")
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            runtime = NetworkRuntime(ana, net_id, listen=("/ip4/0.0.0.0/tcp/0",))
+            await nursery.start(runtime.run)
+            interfaces = lan_addresses()  # a machine with loopback only has none to give
+            assert bool(runtime.addresses) == bool(interfaces)
+            assert bool(runtime.invite_addresses) == bool(interfaces)
+            for address in runtime.addresses + runtime.invite_addresses:
+                assert "/0.0.0.0/" not in address  # nobody can dial that
+            await runtime.stop()
+            nursery.cancel_scope.cancel()
+
+    try:
+        trio.run(main)
+        me = ana.state("Net").members[ana.identity.public.key]
+        assert bool(me.addresses) == bool(lan_addresses())
+        assert not any("0.0.0.0" in a for a in me.addresses)
+        before = len(ben.state("Net").members[ben.identity.public.key].addresses)
+        sync_now(ben, net_id, peers=[], timeout_s=1)  # nobody reachable: a quick no-op
+        assert len(ben.state("Net").members[ben.identity.public.key].addresses) == before == 0
     finally:
         close_all(nodes)
