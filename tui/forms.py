@@ -136,18 +136,22 @@ class NewProposal:
 class ProposeForm(_Form):
     """A proposal: title, text, and a rule (each explained)."""
 
-    def __init__(self, default_rule: str) -> None:
+    NETWORK_RULE = "network"
+
+    def __init__(self, network_rule: str) -> None:
+        """``network_rule``: how the network's ordinary rule reads (chosen by default)."""
         super().__init__()
-        self._default = default_rule
+        self._network_rule = network_rule
 
     def compose(self) -> ComposeResult:
-        options = [(f"{r} — {h}", r) for r, h in RULE_HELP.items()]
+        options = [(f"the network's rule: {self._network_rule}", self.NETWORK_RULE)]
+        options += [(f"{r} — {h}", r) for r, h in RULE_HELP.items()]
         with Vertical():
             yield Label("[b]Propose[/b]  (everything you write here is seen by all members)")
             yield Input(placeholder="Title", id="title")
             yield TextArea(id="text")
-            yield Select(options, value=self._default, id="rule", allow_blank=False)
-            yield Input(value="1/2", placeholder="Quorum, e.g. 1/2", id="quorum")
+            yield Select(options, value=self.NETWORK_RULE, id="rule", allow_blank=False)
+            yield Input(value="1/2", placeholder="Quorum for another rule, e.g. 1/2", id="quorum")
             yield Label("", id="error", classes="error")
             yield self.buttons("Propose")
 

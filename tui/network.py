@@ -294,8 +294,9 @@ class NetworkScreen(BaseScreen):
         return table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
 
     def action_propose(self) -> None:
-        rule = self.state().settings.ordinary_rule.rule
-        self.app.push_screen(ProposeForm(rule if rule in RULE_HELP else "consent"), self._propose)
+        spec = self.state().settings.ordinary_rule
+        text = f"{spec.rule}, quorum {spec.quorum.num}/{spec.quorum.den}"
+        self.app.push_screen(ProposeForm(text), self._propose)
 
     def _propose(self, result: NewProposal | None) -> None:
         if result is None:
@@ -305,7 +306,13 @@ class NetworkScreen(BaseScreen):
         node = self.p2p.node
 
         def propose() -> Any:
-            rule = parse_rule(result.rule, quorum=result.quorum)
+            # The network's own rule unless another was chosen: its quorum, threshold and
+            # supermajority are what the members agreed, not the form's defaults.
+            rule = (
+                None
+                if result.rule == ProposeForm.NETWORK_RULE
+                else parse_rule(result.rule, quorum=result.quorum)
+            )
             return node.propose(self.ref, title=result.title, text=result.text, rule=rule)
 
         if self.p2p.attempt(propose):

@@ -380,3 +380,23 @@ async def test_markup_in_what_peers_write_is_shown_as_text(tmp_path: Path) -> No
         assert isinstance(app.screen, DecisionScreen)
         detail = str(app.screen.query_one("#detail", Static).render())
         assert detail.count(hostile) >= 3  # title, text and the comment, literally
+
+
+async def test_a_proposal_keeps_the_networks_own_rule_unless_another_is_chosen(
+    tmp_path: Path,
+) -> None:
+    with Node.create(tmp_path, "default", PASS, name="Ana", kdf=FAST) as ana:
+        ana.create_network("Fund", "joint_funding")  # its ordinary rule is not the form's default
+        ordinary = ana.state("Fund").settings.ordinary_rule
+    app = _app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await _unlock(pilot)
+        await _open_network(pilot, "decisions")
+        await pilot.press("p")
+        await pilot.pause()
+        await _type(pilot, "#title", "Buy a printer")
+        await _press(pilot, "#ok")
+        assert isinstance(app.screen, NetworkScreen)
+    with Node.open(tmp_path, "default", PASS) as ana:
+        (decision,) = ana.state("Fund").decisions.values()
+        assert decision.rule == ordinary
