@@ -227,6 +227,14 @@ class P2pnetApp(App[None]):
     def on_key(self) -> None:
         self._last_input = time.monotonic()
 
+    def on_input_changed(self) -> None:
+        # Inputs and text areas keep the keys they handle: typing reaches the app as their
+        # Changed messages, and must count as activity for the idle lock.
+        self._last_input = time.monotonic()
+
+    def on_text_area_changed(self) -> None:
+        self._last_input = time.monotonic()
+
     def _check_idle(self) -> None:
         if self._thread is not None and time.monotonic() - self._last_input > self._idle_lock_s:
             self.action_lock()
