@@ -463,6 +463,18 @@ class NetworkRuntime:
     async def _inbound(self, stream: INetStream) -> None:
         await self._serve(stream, initiator=False)
 
+    async def _refuse(self, stream: INetStream, peer: ID, exc: Exception, now: float) -> None:
+        reason = str(exc) or "no membership proof in time"
+        log.info("peer %s refused: %s", peer, reason)
+        if not isinstance(exc, ProofRefused) or exc.forged:
+            # A valid proof of a key we do not know may only mean that our state has not
+            # seen their admission yet: no penalty for that.
+            self.scores.misbehaved(peer.to_bytes(), now)
+        if peer in self.status:  # never a new entry: peer ids cost nothing to make
+            self.status[peer].last_error = reason
+        await _reset(stream)
+        await self._disconnect(peer)
+
     async def _serve(self, stream: INetStream, *, initiator: bool) -> None:
         peer = stream.muxed_conn.peer_id
         now = trio.current_time()
@@ -485,15 +497,7 @@ class NetworkRuntime:
                 ),
             )
         except (ProofRefused, trio.TooSlowError, StreamEnded) as exc:
-            reason = str(exc) or "no membership proof in time"
-            log.info("peer %s refused: %s", peer, reason)
-            if not isinstance(exc, ProofRefused) or exc.forged:
-                # A valid proof of a key we do not know may only mean that our state has
-                # not seen their admission yet: no penalty for that.
-                self.scores.misbehaved(peer.to_bytes(), now)
-            self._status(peer).last_error = reason
-            await _reset(stream)
-            await self._disconnect(peer)
+            await self._refuse(stream, peer, exc, now)
             return
         opener = self.peer_id if initiator else peer
         session = Session(
