@@ -1,7 +1,7 @@
 """Real py-libp2p on loopback: connect, propagation, and a 100k-op catch-up.
 
 Prints one JSON object:
-- connect_ms: median time for a dial to give a usable connection (TCP + Noise + yamux)
+- connect_ms: median time for a dial to give a usable connection (TCP + pnet + Noise + yamux)
   between two p2pnet hosts, over 20 fresh connections;
 - propagation_p50_ms / p99: a local action on node A (a proposal: validate, sign, seal,
   commit) until it is in node B's folded state, both running in this process, 60 actions;
@@ -175,7 +175,8 @@ def _catch_up(tmp: Path, history: History, envelopes: dict[bytes, bytes]) -> flo
 
 
 async def _connect_ms(rounds: int = 20) -> float:
-    a, b = network_host(random_bytes(32)), network_host(random_bytes(32))
+    psk = random_bytes(32)  # as every p2pnet host runs: the spec pnet layer under a PSK
+    a, b = network_host(random_bytes(32), psk=psk), network_host(random_bytes(32), psk=psk)
     listen = [multiaddr.Multiaddr(LOOPBACK[0])]
     times = []
     async with a.run(listen_addrs=listen), b.run(listen_addrs=listen):
