@@ -35,11 +35,33 @@ class StoreArchive:
         self._route_tag = route_tag
         self._epochs = epochs
 
-    def envelope(self, envelope_id: bytes) -> bytes:
-        data = self._store.envelope(self._network_id, envelope_id)
-        if data is None:
-            raise KeyError(envelope_id)
-        return data
+    def envelope_of_op(self, op_id: bytes) -> bytes:
+        """The envelope of an op, found by its recorded op id; for a row stored before the
+        store kept ops (and not filled in since), by reading every row.
+
+        Raises:
+            KeyError: no stored envelope carries the op.
+            StoreCorrupt: a row does not decrypt.
+        """
+        data = self._store.envelope_of_op(self._network_id, op_id)
+        if data is not None:
+            return data
+        digest = hashlib.blake2b
+        for row in self._store.envelopes(self._network_id):
+            signed = self._signed_in(row.data)
+            if signed is not None and digest(signed, digest_size=32).digest() == op_id:
+                return row.data
+        raise KeyError(op_id)
+
+    def _signed_in(self, envelope: bytes) -> bytes | None:
+        """The signed op a stored envelope carries (None: unattributed, or junk)."""
+        try:
+            parsed = parse_envelope(envelope)
+            if not isinstance(parsed, GroupEnvelope):
+                return None
+            return decrypt_group(parsed, epochs=self._epochs, route_tag=self._route_tag)
+        except (CryptoError, ProtocolError):
+            return None
 
     def ops(self, op_ids: Collection[bytes]) -> dict[bytes, VerifiedOp]:
         """Read every row once and reload the wanted ops (a full pass: only a fold that
@@ -55,16 +77,9 @@ class StoreArchive:
             return found
         digest = hashlib.blake2b
         for row in self._store.load(self._network_id):
-            if isinstance(row, StoredOp):
-                signed = row.signed
-            else:
-                try:
-                    envelope = parse_envelope(row.data)
-                    if not isinstance(envelope, GroupEnvelope):
-                        continue
-                    signed = decrypt_group(envelope, epochs=self._epochs, route_tag=self._route_tag)
-                except (CryptoError, ProtocolError):
-                    continue  # unattributed or junk: never part of the fold
+            signed = row.signed if isinstance(row, StoredOp) else self._signed_in(row.data)
+            if signed is None:
+                continue  # unattributed or junk: never part of the fold
             op_id = digest(signed, digest_size=32).digest()
             if op_id in wanted and op_id not in found:
                 # The DAG indexed this op in this process (verified then); the row is the

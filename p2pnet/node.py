@@ -362,41 +362,46 @@ class Node:
         # store (one decryption each) and folded as a stream (MemoryHoldings.reload).
         # Verified rows stored before the store kept ops are opened as envelopes, and
         # their ops then kept too. Rows kept without a check (no key for them then) are
-        # verified now like anything received.
+        # verified now like anything received, and their ops kept if they pass (so the
+        # next start-up trusts them, and their envelope is found by op id).
         holdings = net.holdings  # first: building it may fold rows in already
         unchecked: list[bytes] = []
         older: list[tuple[bytes, VerifiedOp]] = []
         last = [net.position]
 
-        def trusted() -> Iterator[tuple[bytes, int, bytes]]:
+        def trusted() -> Iterator[Sequence[Any]]:
             for row in self.profile.store.load(net.network_id, after=net.position):
-                last[0] = row.position
                 if isinstance(row, StoredOp):
-                    yield row[1:]
-                elif row.verified and (opened := self._open_stored(net, row.data)) is not None:
+                    last[0] = row[2]
+                    yield row  # (lamport, signed, position): reload reads the first two
+                    continue
+                last[0] = row.position
+                if row.verified and (opened := self._open_stored(net, row.data)) is not None:
                     older.append(opened)
-                    yield opened[0], opened[1].lamport, opened[1].signed
+                    yield opened[1].lamport, opened[1].signed
                 else:
                     unchecked.append(row.data)
 
-        before = len(holdings.envelope_ids)
+        before = holdings.held
         holdings.reload(trusted())
-        if older:
-            self._keep_ops(net, older)
         if unchecked:
             try:
                 holdings.receive(unchecked)
+                older += _kept_ops(holdings)
             except RemoteProtocolError:
                 # One bad row must not keep the others out: take them one by one; the
                 # bad ones stay out of memory (a peer's sync may bring good copies).
                 for envelope in unchecked:
                     with contextlib.suppress(RemoteProtocolError):
                         holdings.receive([envelope])
-        holdings.last_ops = {}
+                        older += _kept_ops(holdings)
+        if older:
+            self._keep_ops(net, older)
+        holdings.last_kept = []
         if last[0] == net.position:
             return
         net.position = last[0]
-        self._emit(NodeEvent("ops", net.network_id, len(holdings.envelope_ids) - before))
+        self._emit(NodeEvent("ops", net.network_id, holdings.held - before))
 
     def _open_stored(self, net: _Network, data: bytes) -> tuple[bytes, VerifiedOp] | None:
         """The op of a verified row stored before the store kept ops (None: no op in it)."""
@@ -410,9 +415,10 @@ class Node:
             return None
 
     def _keep_ops(self, net: _Network, older: list[tuple[bytes, VerifiedOp]]) -> None:
-        # Fill in the ops of rows from before schema 4, so the next start-up reads them
-        # directly. Inside a caller's transaction (a write that found the network unloaded)
-        # this joins it; otherwise it takes its own.
+        # Fill in the ops of rows from before schema 4, or of rows stored unchecked and
+        # verified since, so the next start-up reads them directly (and their envelopes
+        # are found by op id). Inside a caller's transaction (a write that found the
+        # network unloaded) this joins it; otherwise it takes its own.
         store = self.profile.store
         if store.in_transaction:
             Transaction(store).keep_ops(net.network_id, older)
@@ -642,7 +648,9 @@ class Node:
                 continue
             net.epochs[key.epoch_id] = key
             self.profile.store.put(net.network_id, _NETWORK_KEY, _pack_network(net))
-            net.holdings.add_key(key)
+            # The rows these envelopes are in were stored unchecked: keep their ops now
+            # that they are verified.
+            self._keep_ops(net, net.holdings.add_key(key))
             learned += 1
             self._emit(NodeEvent("key", net.network_id))
         return learned
@@ -1374,6 +1382,11 @@ def _all_envelopes(holdings: MemoryHoldings) -> list[bytes]:
     return [holdings.envelope_of(o) for o in ordered] + list(holdings.unattributed().values())
 
 
+def _kept_ops(holdings: MemoryHoldings) -> list[tuple[bytes, VerifiedOp]]:
+    """The ops the last receive kept, with their envelope ids."""
+    return [(eid, op) for eid, _, op in holdings.last_kept if op is not None]
+
+
 def _envelope_id(envelope: bytes) -> bytes:
     return hashlib.blake2b(envelope, digest_size=32).digest()
 
@@ -1408,31 +1421,25 @@ class _StoreHoldings:
 
     def receive(self, envelopes: Sequence[bytes | Envelope]) -> ReceiveReport:
         inner = self._inner
-        parsed = [parse_envelope(e) if isinstance(e, bytes) else e for e in envelopes]
-        fresh = [e for e in parsed if e.envelope_id not in inner.envelope_ids]
+        inner.last_kept = []
         try:
-            return inner.receive(parsed)
+            return inner.receive(envelopes)
         finally:
             # Store whatever memory kept, even when the batch failed part-way, so what a
             # restart reloads is exactly what this session holds.
-            kept = [e for e in fresh if e.envelope_id in inner.envelope_ids]
-            unattributed = inner.unattributed()
-            ops = inner.last_ops
-            verified = [
-                (e.envelope_id, e.raw, ops.get(e.envelope_id))
-                for e in kept
-                if e.envelope_id not in unattributed
-            ]
-            unverified = [(e.envelope_id, e.raw) for e in kept if e.envelope_id in unattributed]
+            kept = inner.last_kept
+            inner.last_kept = []
+            verified = [(eid, data, op) for eid, data, op in kept if op is not None]
+            unverified = [(eid, data) for eid, data, op in kept if op is None]
             self.written = self._store(verified, unverified)
-            self.kept = [e.raw for e in kept]
+            self.kept = [data for _, data, _ in kept]
             if kept:
                 self._node._emit(NodeEvent("ops", self._net.network_id, len(kept)))
 
     def _store(
         self,
-        verified: list[tuple[bytes, bytes, VerifiedOp | None]],
-        unverified: list[tuple[bytes, bytes]],
+        verified: Sequence[tuple[bytes, bytes, VerifiedOp | None]],
+        unverified: Sequence[tuple[bytes, bytes]],
     ) -> tuple[int, int]:
         """Insert in one transaction; returns the store positions (before, after). When
         nothing else was stored since the network's fold position, that position moves

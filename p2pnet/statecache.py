@@ -112,16 +112,23 @@ def decode_state(data: bytes) -> tuple[int, NetworkState] | None:
         return None
 
 
-def _positions(rows: list[Any], keys: list[bytes], rounds: list[bytes]) -> tuple[Position, ...]:
-    return tuple(Position(keys[r[0]], intern(r[1]), r[2], r[3], rounds[r[4]]) for r in rows)
+def _positions(
+    rows: list[Any], keys: list[bytes], rounds: list[bytes], shared: dict[Any, Any]
+) -> tuple[Position, ...]:
+    share = shared.setdefault
+    return tuple(
+        Position(keys[r[0]], intern(r[1]), r[2], share(r[3], r[3]), rounds[r[4]]) for r in rows
+    )
 
 
-def _decision(r: list[Any], keys: list[bytes]) -> Decision:
-    positions = _positions(r[9], keys, r[8])
+def _decision(r: list[Any], keys: list[bytes], shared: dict[Any, Any]) -> Decision:
+    # ``shared``: one object for equal electorates and seqs, as the fold keeps them.
+    positions = _positions(r[9], keys, r[8], shared)
+    electorate = frozenset(keys[i] for i in r[7])
     return Decision(
         decision_id=r[0], proposer=keys[r[1]], title=r[2], kind=r[3], subject=r[4],
         rule=RuleSpec.from_wire(r[5]), closes_at=r[6],
-        electorate=frozenset(keys[i] for i in r[7]), rounds=tuple(r[8]),
+        electorate=shared.setdefault(electorate, electorate), rounds=tuple(r[8]),
         positions=positions, status=r[10], close_op=r[11],
         closed_by=keys[r[12]] if r[12] is not None else None,
         outcome=Tally.from_wire(r[13]) if r[13] is not None else None,
@@ -149,8 +156,9 @@ def _decode(unpacker: msgpack.Unpacker) -> tuple[int, NetworkState] | None:
     }  # fmt: skip
     keys = list(members)
     decisions = {}
+    shared: dict[Any, Any] = {}
     for _ in range(unpacker.read_array_header()):
-        decision = _decision(unpacker.unpack(), keys)
+        decision = _decision(unpacker.unpack(), keys, shared)
         decisions[decision.decision_id] = decision
     body += [None, *(unpacker.unpack() for _ in range(5))]
     try:

@@ -90,12 +90,12 @@ class StoredEnvelope:
 
 class StoredOp(NamedTuple):
     """A verified op as the store keeps it beside its envelope: what a start-up reloads
-    (with one decryption under the profile key, and no epoch key)."""
+    (with one decryption under the profile key, and no epoch key). The lamport and the
+    signed op first: what :meth:`protocol.holdings.MemoryHoldings.reload` reads."""
 
-    position: int
-    envelope_id: bytes
     lamport: int
     signed: bytes
+    position: int
 
 
 class Transaction:
@@ -151,8 +151,9 @@ class Transaction:
 
     def keep_ops(self, network_id: bytes, ops: Iterable[tuple[bytes, VerifiedOp]]) -> None:
         """Keep, beside stored envelopes (``(envelope_id, op)``), the op each carries: fills
-        in rows stored before the store kept ops (schema 3 and older). Only for rows stored
-        as verified, with the op read from that very envelope: a start-up trusts it."""
+        in rows stored before the store kept ops (schema 3 and older), and rows stored
+        unchecked whose op has been verified since. Only with the op read from that very
+        envelope and verified (then or now): a start-up trusts it."""
         key = self._store._key
         net = key.index(network_id)
         rows = []
@@ -379,6 +380,19 @@ class Store:
                 found[op_id] = data[1:]
         return found
 
+    def envelope_of_op(self, network_id: bytes, op_id: bytes) -> bytes | None:
+        """The stored envelope whose op is recorded as ``op_id`` (verified or not), or None.
+
+        Raises:
+            StoreCorrupt: the row does not decrypt.
+        """
+        key = self._key
+        row = self._db.execute(
+            "SELECT eid, data FROM envelopes WHERE net = ? AND op = ?",
+            (key.index(network_id), key.index(op_id)),
+        ).fetchone()
+        return None if row is None else self._open_envelope(row[1], row[0])[1:]
+
     def envelope(self, network_id: bytes, envelope_id: bytes) -> bytes | None:
         """The stored envelope with this id, or None.
 
@@ -451,6 +465,9 @@ class Store:
         )
         key = self._key
         open_ = key.opener()
+        # (100k rows at a start-up: the tuples are made directly, the lamport read from
+        # the head without a copy.)
+        make, from_bytes, stored_op = tuple.__new__, int.from_bytes, StoredOp
         for position, eid_idx, signed, sealed in cursor:
             if signed is not None:
                 try:
@@ -459,12 +476,9 @@ class Store:
                     raise StoreCorrupt("a stored op does not decrypt") from None
                 if len(plain) <= _OP_HEAD:
                     raise StoreCorrupt("a stored op is damaged")
-                yield StoredOp(
-                    position,
-                    plain[8:_OP_HEAD],
-                    int.from_bytes(plain[:8], "big"),
-                    plain[_OP_HEAD:],
-                )
+                with memoryview(plain) as head:
+                    lamport = from_bytes(head[:8], "big")
+                yield make(stored_op, (lamport, plain[_OP_HEAD:], position))
                 continue
             data = self._open_envelope(sealed, eid_idx)
             yield StoredEnvelope(position, data[1:], data[0] == 1)

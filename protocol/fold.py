@@ -178,6 +178,10 @@ class Folder:
         self.invalid = 0
         self.reasons: list[tuple[bytes, str]] = []
         self._view: NetworkState | None = None
+        # One object for each distinct electorate and each small number the state keeps:
+        # most decisions share their electorate with the previous one, and every
+        # position keeps a seq (at 100k ops: 2,700 sets of some 50 keys, 70k ints).
+        self.shared: dict[Any, Any] = {}
 
     # -- applying ------------------------------------------------------------------------
 
@@ -261,12 +265,11 @@ class Folder:
 
     def _electorate(self, op: VerifiedOp) -> frozenset[bytes]:
         """Active members in ``op``'s causal past."""
-        in_past = self.dag.in_past
-        op_id = op.op_id
+        in_past = self.dag.past_of(op.op_id)
         return frozenset(
             key
             for key, m in self.members.items()
-            if in_past(m.admitted_by, op_id) and not (m.exit_op and in_past(m.exit_op, op_id))
+            if in_past(m.admitted_by) and not (m.exit_op and in_past(m.exit_op))
         )
 
     def projected_tally(self, decision_id: bytes) -> Tally:
@@ -461,6 +464,7 @@ def _proposal(f: Folder, op: VerifiedOp, author: _MemberRec) -> None:
     electorate = f._electorate(op)
     if kind == "removal":
         electorate = electorate - {subject}
+    electorate = f.shared.setdefault(electorate, electorate)
     f.decisions[op.op_id] = _DecisionRec(
         decision_id=op.op_id,
         proposer=op.author,
@@ -520,6 +524,7 @@ def _position(f: Folder, op: VerifiedOp, author: _MemberRec) -> None:
     # The state keeps one object for each member key, round id and stance, not one copy
     # per position (a 100k-op network has some 70k positions).
     round_id = rounds[rounds.index(body["round"])]
+    seq = f.shared.setdefault(seq, seq)
     decision.positions.append(Position(author.key, intern(stance), op_id, seq, round_id))
 
 
@@ -581,16 +586,16 @@ def close_refusal(folder: Folder, decision_id: bytes, closer: bytes, time: int) 
 def counted_positions(dag: Dag, decision: _DecisionRec | Decision, at: bytes) -> list[Position]:
     """The positions a close at ``at`` counts: per electorate member, the latest (by their
     own ``seq``) of the current round within ``at``'s causal past; withdrawals drop out."""
-    in_past = dag.in_past
+    in_past = dag.past_of(at)
     current = decision.rounds[0]
     for round_id in decision.rounds:
-        if in_past(round_id, at):
+        if in_past(round_id):
             current = round_id
     latest: dict[bytes, Position] = {}
     for position in decision.positions:
         if position.round != current or position.member not in decision.electorate:
             continue
-        if not in_past(position.op_id, at):
+        if not in_past(position.op_id):
             continue
         held = latest.get(position.member)
         if held is None or (position.seq, position.op_id) > (held.seq, held.op_id):

@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 from array import array
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 from crypto import CryptoError, EpochKey
 from protocol._errors import LocalProtocolError, MissingEpochKey, RemoteProtocolError
@@ -48,16 +48,16 @@ class Archive(Protocol):
     """Where :class:`MemoryHoldings` reads back what it does not keep in memory: a node
     keeps envelopes and op bodies in its store, and only the DAG and the state in RAM."""
 
-    def envelope(self, envelope_id: bytes) -> bytes:
-        """The kept envelope with this id.
-
-        Raises:
-            KeyError: it is not kept.
-        """
-        ...
-
     def ops(self, op_ids: Collection[bytes]) -> Mapping[bytes, VerifiedOp]:
         """The kept ops with these ids (every one of them)."""
+        ...
+
+    def envelope_of_op(self, op_id: bytes) -> bytes:
+        """The kept envelope that carries this op.
+
+        Raises:
+            KeyError: no kept envelope carries it.
+        """
         ...
 
 
@@ -108,12 +108,16 @@ class MemoryHoldings:
             reload=archive.ops if archive is not None else None,
         )
         self._chains = DagChains(self.replica.dag)
-        self._eid_of: dict[bytes, bytes] = {}  # op id -> envelope id
-        self._data: dict[bytes, bytes] | None = None if archive else {}  # envelope id -> bytes
-        self.envelope_ids: set[bytes] = set()
+        # Without an archive the envelopes are kept here (op id -> envelope id -> bytes).
+        # With one, the archive finds them by op id, and a duplicate is known by its op
+        # (the DAG's index): 100k envelope ids in a set and a dict took 16 MB.
+        self._eid_of: dict[bytes, bytes] | None = None if archive else {}
+        self._data: dict[bytes, bytes] | None = None if archive else {}
         self._unattributed: dict[bytes, bytes] = {}
-        self.last_ops: dict[bytes, VerifiedOp] = {}  # envelope id -> op, of the last receive
         self._unattributed_bytes = 0
+        # What the last receive kept (still kept after the DAG's verdict), for a caller
+        # that stores it: (envelope id, envelope, op or None when unattributed).
+        self.last_kept: list[tuple[bytes, bytes, VerifiedOp | None]] = []
 
     # -- Holdings ------------------------------------------------------------------------
 
@@ -121,19 +125,40 @@ class MemoryHoldings:
         return self._chains
 
     def envelope_of(self, op_id: bytes) -> bytes:
-        envelope_id = self._eid_of[op_id]
-        if self._data is not None:
-            return self._data[envelope_id]
+        if self._eid_of is not None and self._data is not None:
+            return self._data[self._eid_of[op_id]]
+        if not self.holds_op(op_id):
+            raise KeyError(op_id)
         assert self._archive is not None
-        return self._archive.envelope(envelope_id)
+        return self._archive.envelope_of_op(op_id)
 
     @property
     def by_op(self) -> dict[bytes, bytes]:
         """Every kept op's envelope, by op id (built on each call: for tests and tools)."""
-        return {op_id: self.envelope_of(op_id) for op_id in self._eid_of}
+        return {op_id: self.envelope_of(op_id) for op_id in self.replica.dag.held()}
+
+    @property
+    def envelope_ids(self) -> set[bytes]:
+        """Every kept envelope's id (built on each call: for tests and tools).
+
+        Raises:
+            LocalProtocolError: with an archive, which alone knows them.
+        """
+        if self._eid_of is None:
+            raise LocalProtocolError("the archive holds the envelope ids")
+        return set(self._eid_of.values()) | self._unattributed.keys()
+
+    @property
+    def held(self) -> int:
+        """How many envelopes are kept: ops indexed or waiting for parents, and
+        unattributed envelopes."""
+        dag = self.replica.dag
+        return len(dag) + dag.waiting + len(self._unattributed)
 
     def holds_op(self, op_id: bytes) -> bool:
-        return op_id in self._eid_of
+        """Whether an op is kept: indexed, or waiting for a parent."""
+        dag = self.replica.dag
+        return op_id in dag or dag.is_waiting(op_id)
 
     def order_key(self, op_id: bytes) -> tuple[int, bytes]:
         return self.replica.dag.order_key(op_id)
@@ -148,17 +173,28 @@ class MemoryHoldings:
             RemoteProtocolError: an envelope is malformed, of another network, does not
                 decrypt under the key its epoch id names, or carries a bad signature.
         """
+        self.last_kept = []
         with no_gc_pauses():
             return self._receive(envelopes)
 
     def _receive(self, envelopes: Iterable[bytes | Envelope]) -> ReceiveReport:
         parsed: list[tuple[bytes, bytes, bytes | None]] = []  # (envelope id, data, signed)
         duplicates = 0
+        dag = self.replica.dag
+        seen: set[bytes] = set()  # the batch's envelope and op ids
         for item in envelopes:
             env = parse_envelope(item) if isinstance(item, bytes) else item
             if env.route_tag != self.route_tag:
                 raise RemoteProtocolError("envelope of another network")
-            if env.envelope_id in self.envelope_ids:
+            envelope_id = env.envelope_id
+            if (
+                envelope_id in seen
+                or envelope_id in self._unattributed
+                or (self._data is not None and envelope_id in self._data)
+            ):
+                # A replay, known by its id alone. (With an archive the ids are not in
+                # memory: a replay is decrypted, then known by its op, below. That costs
+                # less than the transport's own decryption of the same bytes.)
                 duplicates += 1
                 continue
             signed: bytes | None = None
@@ -169,7 +205,16 @@ class MemoryHoldings:
                     signed = None
                 except CryptoError:
                     raise RemoteProtocolError("an envelope fails decryption") from None
-            parsed.append((env.envelope_id, env.raw, signed))
+            if signed is not None:
+                # An op we hold, in this envelope or another (sealed again under another
+                # nonce): the same signed bytes, so no need to check its signature again.
+                op_id = _blake2b(signed, digest_size=32).digest()  # op_id_of, inlined
+                if op_id in seen or dag.knows(op_id):
+                    duplicates += 1
+                    continue
+                seen.add(op_id)
+            seen.add(envelope_id)
+            parsed.append((envelope_id, env.raw, signed))
         try:
             verified = iter(self._verify([s for _, _, s in parsed if s is not None]))
         except CryptoError:
@@ -194,23 +239,15 @@ class MemoryHoldings:
             raise RemoteProtocolError("too many envelopes we cannot attribute")
         rejected = 0
         ready: list[VerifiedOp] = []
-        envelope_of_op: dict[bytes, bytes] = {}
         for envelope_id, data, op in opened:
-            if envelope_id in self.envelope_ids or (op is not None and op.op_id in self._eid_of):
-                # A replay, or the same op sealed again under another nonce: not kept.
-                duplicates += 1
-                continue
-            self.envelope_ids.add(envelope_id)
             if op is None:
                 self._unattributed[envelope_id] = data
                 self._unattributed_bytes += len(data)
                 continue
-            self._eid_of[op.op_id] = envelope_id
-            if self._data is not None:
+            if self._eid_of is not None and self._data is not None:
+                self._eid_of[op.op_id] = envelope_id
                 self._data[envelope_id] = data
-            envelope_of_op[op.op_id] = envelope_id
             ready.append(op)
-        self.last_ops = {envelope_of_op[op.op_id]: op for op in ready}
         before = len(self.replica.dag.rejected)
         dag = self.replica.dag
         try:
@@ -223,26 +260,28 @@ class MemoryHoldings:
                 if op.op_id not in dag:
                     self._forget(op.op_id)
             raise RemoteProtocolError("too many ops wait for parents never sent") from None
+        finally:
+            self.last_kept = [k for k in opened if k[2] is None or self.holds_op(k[2].op_id)]
+        batch = {op.op_id for op in ready}
         for bad in dag.rejected[before:]:
             # Ops the DAG refuses (a broken chain or lamport), from this batch or ones that
             # waited for a parent in it, are not kept.
             rejected += 1
             self._forget(bad.op_id)
-        new = len(ready) - sum(1 for bad in dag.rejected[before:] if bad.op_id in envelope_of_op)
+        new = len(ready) - sum(1 for bad in dag.rejected[before:] if bad.op_id in batch)
         return ReceiveReport(new, duplicates, unattributed, rejected)
 
     def _forget(self, op_id: bytes) -> None:
-        envelope_id = self._eid_of.pop(op_id, None)
-        if envelope_id is not None:
-            self.envelope_ids.discard(envelope_id)
-            if self._data is not None:
+        if self._eid_of is not None and self._data is not None:
+            envelope_id = self._eid_of.pop(op_id, None)
+            if envelope_id is not None:
                 self._data.pop(envelope_id, None)
 
-    def reload(self, stored: Iterable[tuple[bytes, int, bytes]]) -> int:
+    def reload(self, stored: Iterable[Sequence[Any]]) -> int:
         """Take back ops this node verified and kept (its own store, through the archive):
-        ``(envelope_id, lamport, signed_op)`` in arrival order. Signatures are not checked
-        again (:func:`~protocol.signed.reload_kept_op`); the DAG rules and the fold
-        run as for any op. Returns how many ops became indexed.
+        ``(lamport, signed_op)`` in arrival order (an op already held is skipped).
+        Signatures are not checked again (:func:`~protocol.signed.reload_kept_op`); the
+        DAG rules and the fold run as for any op. Returns how many ops became indexed.
 
         The ops are folded as a stream: a first pass keeps only their signed bytes (in one
         buffer), lamports and ids, then each op is decoded, indexed, folded and dropped in
@@ -256,16 +295,14 @@ class MemoryHoldings:
         if self._archive is None:
             raise LocalProtocolError("ops are reloaded only with an archive")
         stream = _KeptOps(self.network_id)
-        envelope_ids = self.envelope_ids
-        eid_of = self._eid_of
         buffer, ends, lamports, op_ids = stream.buffer, stream.ends, stream.lamports, stream.ids
         last_lamport, last_id = 0, b""
-        for envelope_id, lamport, signed in stored:
+        for row in stored:
+            # (The same op twice, in two envelopes, or one held already: the DAG indexes
+            # it once.)
+            lamport: int = row[0]
+            signed: bytes = row[1]
             op_id = _blake2b(signed, digest_size=32).digest()  # op_id_of, inlined
-            if envelope_id in envelope_ids or op_id in eid_of:
-                continue  # the same envelope, or the same op in another envelope: not kept
-            envelope_ids.add(envelope_id)
-            eid_of[op_id] = envelope_id
             if lamport < last_lamport or (lamport == last_lamport and op_id < last_id):
                 stream.in_order = False
             last_lamport, last_id = lamport, op_id
@@ -284,29 +321,29 @@ class MemoryHoldings:
     # -- local writes --------------------------------------------------------------------
 
     def add_local(self, op: VerifiedOp, envelope: bytes) -> None:
-        """Keep an op we wrote (already sealed)."""
-        env = parse_envelope(envelope)
-        self.envelope_ids.add(env.envelope_id)
-        self._eid_of[op.op_id] = env.envelope_id
-        if self._data is not None:
+        """Keep an op we wrote (already sealed; with an archive, already stored)."""
+        if self._eid_of is not None and self._data is not None:
+            env = parse_envelope(envelope)
+            self._eid_of[op.op_id] = env.envelope_id
             self._data[env.envelope_id] = envelope
         self.replica.add(op)
 
-    def add_key(self, epoch: EpochKey) -> list[bytes]:
-        """Learn an epoch key; returns the ids of unattributed envelopes it opened."""
+    def add_key(self, epoch: EpochKey) -> list[tuple[bytes, VerifiedOp]]:
+        """Learn an epoch key; returns the unattributed envelopes it opened (their ids,
+        with the op each carries, for a caller that keeps ops beside its envelopes)."""
         self.epochs[epoch.epoch_id] = epoch
-        opened = []
+        opened: list[tuple[bytes, VerifiedOp]] = []
         for envelope_id, data in list(self._unattributed.items()):
             env = parse_envelope(data)
             if isinstance(env, GroupEnvelope) and env.epoch_id == epoch.epoch_id:
                 del self._unattributed[envelope_id]
                 self._unattributed_bytes -= len(data)
-                self.envelope_ids.discard(envelope_id)
                 try:
                     self.receive([data])
                 except RemoteProtocolError:
                     continue  # junk someone stored under that epoch: dropped
-                opened.append(envelope_id)
+                opened.extend((k[0], k[2]) for k in self.last_kept if k[2] is not None)
+        self.last_kept = []
         return opened
 
 

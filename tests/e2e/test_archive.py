@@ -4,6 +4,7 @@ envelopes or the ops; sync, bundles and a fold that starts again read them back.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -70,6 +71,38 @@ def test_a_rebuilt_network_keeps_no_envelope_or_op_in_memory(tmp_path: Path) -> 
         ana.close()
 
 
+def test_a_replay_is_known_by_its_op_and_never_verified_or_stored_again(tmp_path: Path) -> None:
+    """Envelope ids are not held in memory (the store has them): a replayed envelope,
+    or the same op sealed again, is decrypted and recognised by its op id, before any
+    signature check, and nothing is stored twice."""
+    with Node.create(tmp_path / "ana", "default", PASS, name="Ana", kdf=FAST) as ana:
+        ana.create_network("Net", "coordination")
+        for i in range(3):
+            ana.propose("Net", title=f"Topic {i}")
+        net = ana._networks[ana.network_id("Net")]  # type: ignore[attr-defined]
+        envelopes = [r.data for r in ana.profile.store.envelopes(net.network_id)]
+        epoch = next(iter(net.epochs.values()))
+        resealed = [
+            seal_group(op, epoch=epoch, route_tag=net.secret.route_tag, nonce=random_bytes(24))
+            for op in net.holdings.replica.ops()
+        ]
+        checked: list[int] = []
+        real = ana._verifier  # type: ignore[attr-defined]
+
+        def counting(signed: Sequence[bytes]) -> list[VerifiedOp]:
+            checked.append(len(signed))
+            return real(signed)
+
+        net.holdings._verify = counting
+        rows = ana.profile.store.count(net.network_id)
+        holdings = _StoreHoldings(ana, net)
+        report = holdings.receive([*envelopes, *resealed, *envelopes])
+        assert (report.new, report.duplicates) == (0, 3 * len(envelopes))
+        assert sum(checked) == 0
+        assert holdings.kept == []
+        assert ana.profile.store.count(net.network_id) == rows
+
+
 def test_a_late_op_after_a_restart_folds_again_from_the_store(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -119,7 +152,9 @@ def test_an_archive_that_lacks_an_op_is_a_damaged_store(tmp_path: Path) -> None:
         with pytest.raises(StoreCorrupt):
             archive.ops([net.genesis_id, b"\x07" * 32])
         with pytest.raises(KeyError):
-            archive.envelope(b"\x07" * 32)
+            archive.envelope_of_op(b"\x07" * 32)
+        (genesis,) = [r.data for r in ana.profile.store.envelopes(net.network_id)]
+        assert archive.envelope_of_op(net.genesis_id) == genesis
 
 
 def _downgrade_to_schema_3(home: Path) -> None:
@@ -143,6 +178,14 @@ def test_a_store_from_before_the_op_column_rebuilds_and_fills_it_in(tmp_path: Pa
         rows = list(migrated.profile.store.load(migrated.network_id("Net")))
         assert rows
         assert not any(isinstance(r, StoredOp) for r in rows)
+        # No op ids recorded: an envelope is found by reading the rows.
+        net = migrated._networks[migrated.network_id("Net")]  # type: ignore[attr-defined]
+        archive = StoreArchive(
+            migrated.profile.store, net.network_id, net.secret.route_tag, net.epochs
+        )
+        assert archive.envelope_of_op(net.genesis_id) == rows[0].data
+        with pytest.raises(KeyError):
+            archive.envelope_of_op(b"\x07" * 32)
     ana = _reopen_without_cache(Node.open(tmp_path, "default", PASS), tmp_path)
     try:
         assert ana.state("Net") == before
@@ -208,7 +251,12 @@ def test_rows_kept_unchecked_are_verified_when_their_key_arrives(tmp_path: Path)
         assert genuine.op_id in net.holdings.replica.dag  # verified now, and kept
         state = ana.state("Net")
         assert state.applied + state.invalid == 2  # the genesis and the genuine op
-        assert len(net.holdings.envelope_ids) == 2  # the forgery was refused
+        assert net.holdings.held == 2  # the forgery was refused
+        # The genuine op is kept beside its envelope now: found by its id, and the next
+        # start-up trusts it without checking it again; the forgery stays unchecked.
+        assert net.holdings.envelope_of(genuine.op_id) == sealed[1]
+        rows = list(ana.profile.store.load(net.network_id))
+        assert [isinstance(r, StoredOp) for r in rows] == [True, False, True]
     finally:
         ana.close()
 

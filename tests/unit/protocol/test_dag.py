@@ -532,16 +532,24 @@ def test_the_walk_fallback_is_exercised() -> None:
     assert dag.in_past(b1.op_id, c1.op_id)
 
 
-def test_many_authors_grow_the_vector_fields() -> None:
-    """Thirty authors: the packed vector spans many fields; queries stay exact."""
-    authors = [Identity(bytes([i, 7]) * 16) for i in range(30)]
+@pytest.mark.parametrize("block", [None, 2])
+def test_many_authors_grow_the_vector_fields(
+    block: int | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Forty authors: the packed vector spans many fields; queries stay exact. With
+    vectors dropped two at a time (and one unpacked block cached), parents are read back
+    from packed blocks while inserting, and blocks are packed at several widths."""
+    if block is not None:
+        monkeypatch.setattr(protocol.dag._Vectors, "BLOCK", block)
+        monkeypatch.setattr(protocol.dag._Vectors, "CACHED", 1)
+    authors = [Identity(bytes([i, 9]) * 16) for i in range(40)]
     ops = [GENESIS]
-    rng = random.Random(5)
+    rng = random.Random(11)
     chains: dict[bytes, VerifiedOp] = {}
-    for step in range(120):
+    for step in range(160):
         author = authors[rng.randrange(len(authors))]
         previous = chains.get(author.public.key)
-        extra = rng.sample(ops, min(len(ops), 2))
+        extra = rng.sample(ops, min(len(ops), 2))  # often far back
         parents = list(dict.fromkeys(([previous] if previous else []) + extra))
         seq = previous.seq + 1 if previous else 1
         op = _sign(author, seq=seq, parents=parents, body={"step": step})
@@ -559,6 +567,57 @@ def test_many_authors_grow_the_vector_fields() -> None:
                 (o.seq for o in ops if o.op_id in past[x.op_id] and o.author == key), default=0
             )
             assert dag.max_seq_in_past(x.op_id, key) == expected
+    if block is not None:
+        assert len({width for width, _ in dag._vector._blocks}) > 3
+
+
+@settings(max_examples=40, deadline=None)
+@given(ops=random_dags(equivocate=True), seed=st.randoms(use_true_random=False))
+def test_causal_queries_match_brute_force_from_packed_vectors(
+    ops: list[VerifiedOp], seed: random.Random
+) -> None:
+    with pytest.MonkeyPatch.context() as patch:  # (hypothesis runs the body many times)
+        patch.setattr(protocol.dag._Vectors, "BLOCK", 2)
+        patch.setattr(protocol.dag._Vectors, "CACHED", 1)
+        shuffled = list(ops)
+        seed.shuffle(shuffled)
+        dag = Dag(GENESIS.op_id)
+        dag.add_all(shuffled)
+        _check_queries(dag, ops)
+        assert len(dag) < 6 or dag._vector._blocks  # old vectors were made again, packed
+
+
+@given(
+    values=st.lists(st.integers(0, 1 << 400), max_size=400),
+    reads=st.lists(st.tuples(st.integers(0, 400), st.integers(-1, 400)), max_size=60),
+)
+def test_vectors_read_back_what_was_appended(
+    values: list[int], reads: list[tuple[int, int]]
+) -> None:
+    """Reads between appends: dropped vectors are computed again (here: looked up) once,
+    only those not packed yet, and packed."""
+    asked: list[tuple[int, int]] = []
+
+    def compute(start: int, stop: int) -> list[int]:
+        asked.append((start, stop))
+        return values[start:stop]
+
+    vectors = protocol.dag._Vectors(compute)
+    when: dict[int, list[int]] = {}
+    for after, index in reads:
+        when.setdefault(after, []).append(index)
+    for n, v in enumerate([*values, None]):
+        for index in when.get(n, []):
+            if 0 <= index < n:
+                assert vectors[index] == values[index]
+            else:
+                with pytest.raises(IndexError):
+                    vectors[index]
+        if v is not None:
+            vectors.append(v)
+    assert len(vectors) == len(values)
+    starts = [start for start, _ in asked]
+    assert starts == sorted(set(starts))  # nothing computed twice
 
 
 # -- build.next_op -------------------------------------------------------------------------

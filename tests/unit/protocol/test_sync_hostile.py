@@ -533,7 +533,7 @@ def test_junk_under_a_future_epoch_does_not_poison_add_key() -> None:
     endpoint.receive_data(opening(w, w.held) + frame(5, [junk]) + frame(5, [genuine]))
     assert len(held.unattributed()) == 2
     opened = held.add_key(EPOCH_2)
-    assert opened == [parse_envelope(genuine).envelope_id]
+    assert opened == [(parse_envelope(genuine).envelope_id, w.extra[0])]
     assert w.extra[0].op_id in held.by_op
 
 
