@@ -154,8 +154,8 @@ class NodeCore:
         net = _Network(secret=secret, genesis_id=record["genesis"], epochs=epochs)
         net.loader = self._build
         cache = self.profile.store.get(secret.network_id, _CACHE_KEY)
-        decoded = decode_state(cache) if cache is not None else None
         last = self.profile.store.last_position(secret.network_id)
+        decoded = decode_state(cache, position=last) if cache is not None else None
         if (
             decoded is not None
             and decoded[0] == last

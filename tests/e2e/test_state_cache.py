@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from crypto import KdfParams
+from p2pnet import statecache
 from p2pnet.node import Node
 from p2pnet.statecache import decode_state, encode_state
 from protocol import fold
@@ -55,6 +58,28 @@ def test_a_stale_cache_is_ignored(tmp_path: Path) -> None:
         assert net.loaded is not None  # the stale cache was not used
         meet = node.decision_id("Net", "Meet")
         assert len(node.state("Net").comments[meet]) == 2
+
+
+def test_a_stale_cache_is_not_decoded_past_its_position(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _busy_profile(tmp_path)
+    with Node.open(tmp_path, "default", PASS) as node:
+        net_id = node.network_id("Net")
+        data = node.profile.store.get(net_id, "state-cache")
+        last = node.profile.store.last_position(net_id)
+    assert data is not None
+    decoded = decode_state(data, position=last)
+    assert decoded is not None
+    assert decoded == decode_state(data)
+
+    def never(*_: object) -> None:
+        raise AssertionError("a decision was decoded")
+
+    monkeypatch.setattr(statecache, "_decision", never)
+    assert decode_state(data, position=last + 1) is None  # stale: stopped at the position
+    with pytest.raises(AssertionError):
+        decode_state(data, position=last)  # (the patch would have caught a decode)
 
 
 def test_a_damaged_cache_is_ignored(tmp_path: Path) -> None:
