@@ -4,7 +4,9 @@ Prints one JSON object:
 - full_fold_s: fold() of the decrypted ops, from nothing (DAG index, sort, apply);
 - apply_p50_us / apply_p99_us: Replica.add per op, ops arriving in fold order;
 - late_arrival_refold_s: one op arriving out of fold order makes the Replica fold again
-  from scratch (the known cost until checkpoints land: docs/decisions.md);
+  from scratch (the known cost until checkpoints land: docs/decisions.md); the first
+  such op also makes the DAG's dropped version vectors again (docs/decisions.md);
+- late_arrival_again_s: a second late op, right after (the vectors are packed by then);
 - state_mb: memory held by the DAG index and the folded records (ops themselves excluded:
   their bodies stay in the store);
 - raw_verify_per_s: Ed25519 verifications per second in this run, for scale:
@@ -34,16 +36,20 @@ from protocol.signed import VerifiedOp
 OPS = 100_000
 
 
-def _late_op(history: History, ordered: list[VerifiedOp]) -> VerifiedOp:
-    """The silent member's first op, written on the view of 5,000 ops ago."""
-    old_view = ordered[-5000]
+def _late_op(
+    history: History, ordered: list[VerifiedOp], previous: VerifiedOp | None = None
+) -> VerifiedOp:
+    """The silent member's first op, written on the view of 5,000 ops ago (or, after
+    ``previous``, its next one, on the view of 4,000 ops ago)."""
+    old_view = ordered[-5000 if previous is None else -4000]
+    parents = [old_view] if previous is None else [previous, old_view]
     target = next(o for o in ordered if o.type == "proposal")
     return sign_op(
         history.ids[-1],
         net=history.network_id,
-        seq=1,
-        lamport=old_view.lamport + 1,
-        parents=[old_view.op_id],
+        seq=1 if previous is None else previous.seq + 1,
+        lamport=max(p.lamport for p in parents) + 1,
+        parents=sorted(p.op_id for p in parents),
         time=old_view.time + 1,
         type="comment",
         body={"target": target.op_id, "text": "back online"},
@@ -84,7 +90,11 @@ def main() -> None:
     t0 = time.perf_counter()
     replica.add(late)
     late_s = time.perf_counter() - t0
-    assert replica.state() == fold([*arrival, late], network_id=net, genesis_id=genesis)
+    again = _late_op(history, ordered, late)
+    t0 = time.perf_counter()
+    replica.add(again)
+    again_s = time.perf_counter() - t0
+    assert replica.state() == fold([*arrival, late, again], network_id=net, genesis_id=genesis)
 
     del replica
     gc.collect()
@@ -114,6 +124,7 @@ def main() -> None:
                 "apply_p50_us": round(statistics.median(apply_us), 1),
                 "apply_p99_us": round(apply_us[int(len(apply_us) * 0.99)], 1),
                 "late_arrival_refold_s": round(late_s, 3),
+                "late_arrival_again_s": round(again_s, 3),
                 "state_mb": round(held / 2**20, 1),
                 "ops": len(ops),
                 "decisions": len(state.decisions),

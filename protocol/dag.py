@@ -87,13 +87,16 @@ class _Vectors:
 
     BLOCK = 64
     CACHED = 8  # unpacked old blocks kept (least recently read dropped first)
+    CHUNK = 16  # blocks computed again at a time
 
-    __slots__ = ("_blocks", "_cache", "_compute", "packed", "tail", "tail_start")
+    __slots__ = ("_blocks", "_cache", "_compute", "keep", "packed", "tail", "tail_start")
 
-    def __init__(self, compute: Callable[[int, int], list[int]]) -> None:
+    def __init__(self, compute: Callable[[int, int], list[int]], *, keep: bool = False) -> None:
         """``compute(start, stop)``: the vectors of ops ``start`` to ``stop - 1``, reading
-        those of ops below ``start`` from this object."""
+        those of ops below ``start`` from this object. With ``keep``, nothing is dropped
+        (a one-shot fold reads every vector right after making it)."""
         self._compute = compute
+        self.keep = keep
         self._blocks: list[tuple[int, bytes]] = []  # (bytes per vector, packed block)
         self._cache: dict[int, list[int]] = {}
         self.packed = 0  # vectors below this index are in blocks; up to the tail, dropped
@@ -128,22 +131,26 @@ class _Vectors:
     def append(self, vector: int) -> None:
         tail = self.tail
         tail.append(vector)
-        if len(tail) >= 3 * self.BLOCK:
+        if len(tail) >= 3 * self.BLOCK and not self.keep:
             del tail[: self.BLOCK]
             self.tail_start += self.BLOCK
 
     def _pack_dropped(self) -> None:
-        # A block at a time, in index order: an op's parents come before it, in a block
-        # packed already (and, being recent, most likely still unpacked in the cache).
+        # Some blocks at a time, in index order: an op's parents come before it, in the
+        # same chunk or in a block packed already (and, being recent, most likely still
+        # unpacked in the cache).
         size = self.BLOCK
         while self.packed < self.tail_start:
             start = self.packed
-            block = self._compute(start, start + size)
-            width = max(v.bit_length() for v in block) // 8 + 1
-            packed = zlib.compress(b"".join(v.to_bytes(width, "little") for v in block), 1)
-            self._blocks.append((width, packed))
-            self.packed = start + size
-            self._keep_unpacked(start // size, block)
+            stop = min(start + self.CHUNK * size, self.tail_start)
+            chunk = self._compute(start, stop)
+            for first in range(0, stop - start, size):
+                block = chunk[first : first + size]
+                width = max(map(int.bit_length, block)) // 8 + 1
+                raw = b"".join([v.to_bytes(width, "little") for v in block])
+                self._blocks.append((width, zlib.compress(raw, 1)))
+                self.packed = start + first + size
+                self._keep_unpacked((start + first) // size, block)
 
     def _keep_unpacked(self, number: int, block: list[int]) -> None:
         cache = self._cache
@@ -159,7 +166,9 @@ class Dag:
     first; callers fold them in ``(lamport, op_id)`` order.
     """
 
-    def __init__(self, genesis_id: bytes) -> None:
+    def __init__(self, genesis_id: bytes, *, keep_vectors: bool = False) -> None:
+        """``keep_vectors``: keep every op's version vector as an int (for a one-shot
+        fold, which reads them all right after); otherwise only the newest (_Vectors)."""
         self.genesis_id = genesis_id
         self._index: dict[bytes, int] = {}
         self._ids: list[bytes] = []
@@ -171,7 +180,7 @@ class Dag:
         # array, not 100k tuples for the cyclic collector to walk after a start-up.
         self._parents = array("I")
         self._parent_ends = array("I")
-        self._vector = _Vectors(self._vectors_again)
+        self._vector = _Vectors(self._vectors_again, keep=keep_vectors)
         self._authors: dict[bytes, int] = {}
         self._author_keys: list[bytes] = []
         # Per author, the index of its op with seq s at position s - 1 (the first seen);
@@ -504,13 +513,20 @@ class Dag:
     def _vectors_again(self, start: int, stop: int) -> list[int]:
         """The vectors of ops ``start`` to ``stop - 1`` computed again, as :meth:`_insert`
         computed them (for :class:`_Vectors`, which dropped them)."""
-        vectors, merge = self._vector, self._merge
+        vectors, guard_mask = self._vector, self._masks.guards
+        parents, ends, authors, seqs = self._parents, self._parent_ends, self._author, self._seq
         again: list[int] = []
         for i in range(start, stop):
-            shift, seq = self._author[i] * _FIELD, self._seq[i]
             vector = 0  # the genesis: no parents
-            for p in self._parents_of(i):
-                vector = merge(vector, again[p - start] if p >= start else vectors[p])
+            for p in parents[ends[i - 1] if i else 0 : ends[i]]:
+                other = again[p - start] if p >= start else vectors[p]
+                if vector:  # the field-wise maximum, as in _merge
+                    diff = (vector | guard_mask) - other
+                    guards = diff & guard_mask
+                    vector = other + (diff & (guards - (guards >> _VALUE_BITS)))
+                else:
+                    vector = other
+            shift, seq = authors[i] * _FIELD, seqs[i]
             own = (vector >> shift) & _VALUE_MASK
             if own < seq:
                 vector += (seq - own) << shift

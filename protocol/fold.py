@@ -743,7 +743,7 @@ def fold(ops: Iterable[VerifiedOp], *, network_id: bytes, genesis_id: bytes) -> 
     Any order, duplicates allowed; ops whose parents are missing are left out. Returns
     None while the genesis is missing or invalid.
     """
-    dag = Dag(genesis_id)
+    dag = Dag(genesis_id, keep_vectors=True)  # the fold reads them all right after
     with no_gc_pauses():
         ready = dag.add_all(ops)
         ready.sort(key=_order)
