@@ -26,7 +26,15 @@ from crypto import (
 from p2pnet.errors import P2pnetError
 from p2pnet.store import Store
 
-__all__ = ["Profile", "ProfileError", "create_profile", "open_profile", "wipe_profile"]
+__all__ = [
+    "MIN_PASSPHRASE_CHARS",
+    "Profile",
+    "ProfileError",
+    "create_profile",
+    "open_profile",
+    "passphrase_problem",
+    "wipe_profile",
+]
 
 _NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
 _KEYSTORE = "keystore"
@@ -35,6 +43,20 @@ _STORE = "store.db"
 
 class ProfileError(P2pnetError):
     """A profile name is invalid, or the profile does not exist / already exists."""
+
+
+MIN_PASSPHRASE_CHARS = 10
+
+
+def passphrase_problem(passphrase: str) -> str | None:
+    """Why ``passphrase`` is too short to protect a profile, or None: the one rule that
+    the command line and the app apply to a new passphrase."""
+    if len(passphrase) < MIN_PASSPHRASE_CHARS:
+        return (
+            f"choose a passphrase of at least {MIN_PASSPHRASE_CHARS} characters"
+            " (a few unrelated words is best)"
+        )
+    return None
 
 
 def profile_dir(home: Path, name: str) -> Path:

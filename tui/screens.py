@@ -19,6 +19,7 @@ from textual.widgets import (
     Static,
 )
 
+from p2pnet.profile import MIN_PASSPHRASE_CHARS
 from protocol.state import NetworkState
 from tui.forms import (
     CreateNetworkForm,
@@ -45,8 +46,11 @@ NOTICE = "Positions and comments are signed and visible to every member."
 def strength(passphrase: str) -> str:
     """A plain hint, not a promise: length matters most for a passphrase."""
     words = len(passphrase.split())
-    if len(passphrase) < 10:
-        return "too short: use at least 10 characters (a few unrelated words is best)"
+    if len(passphrase) < MIN_PASSPHRASE_CHARS:
+        return (
+            f"too short: use at least {MIN_PASSPHRASE_CHARS} characters"
+            " (a few unrelated words is best)"
+        )
     if len(passphrase) < 16 and words < 3:
         return "fair: longer is stronger; four or more unrelated words is good"
     return "strong enough, if it is not a phrase others could guess"
@@ -126,8 +130,8 @@ class OnboardingScreen(BaseScreen):
         error = self.query_one("#error", Label)
         if not name:
             error.update("Choose a display name (it can be a pseudonym).")
-        elif len(passphrase) < 10:
-            error.update("The passphrase needs at least 10 characters.")
+        elif len(passphrase) < MIN_PASSPHRASE_CHARS:
+            error.update(f"The passphrase needs at least {MIN_PASSPHRASE_CHARS} characters.")
         elif passphrase != self.query_one("#again", Input).value:
             error.update("The two passphrases differ.")
         else:

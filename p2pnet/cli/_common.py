@@ -16,7 +16,7 @@ from typing import Any
 from p2pnet.cli._text import render
 from p2pnet.errors import P2pnetError
 from p2pnet.node import Node
-from p2pnet.profile import Profile, open_profile
+from p2pnet.profile import Profile, open_profile, passphrase_problem
 
 EXIT_USER, EXIT_LOCKED, EXIT_INTEGRITY = 1, 2, 3
 _NAME_KEY = "identity-name"
@@ -56,8 +56,9 @@ def _passphrase(args: argparse.Namespace, *, confirm: bool) -> str:
 
 
 def _check_new_passphrase(passphrase: str) -> str:
-    if len(passphrase) < 8:
-        raise UserError("choose a passphrase of at least 8 characters (a few words is best)")
+    problem = passphrase_problem(passphrase)
+    if problem:
+        raise UserError(problem)
     return passphrase
 
 

@@ -625,7 +625,9 @@ def test_passphrase_change(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("sys.stdin", io.StringIO(""))
     assert "P2PNET_NEW_PASSPHRASE" in cli.fails(1, "passphrase", "change")
     monkeypatch.setenv("P2PNET_NEW_PASSPHRASE", "short")
-    assert "at least 8" in cli.fails(1, "passphrase", "change")
+    assert "at least 10" in cli.fails(1, "passphrase", "change")
+    monkeypatch.setenv("P2PNET_NEW_PASSPHRASE", "nine char")  # the app's minimum, too
+    assert "at least 10" in cli.fails(1, "passphrase", "change")
     monkeypatch.setenv("P2PNET_NEW_PASSPHRASE", "پاس‌فریز تازه و بلند")
     assert cli.json("passphrase", "change") == {"changed": True}
     assert cli.fails(2, "whoami") == "p2pnet: wrong passphrase (nothing was changed)\n"
