@@ -23,6 +23,7 @@ import logging.handlers
 import os
 import re
 import signal
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,17 +107,28 @@ class NodeLock:
         self._path = profile_path / "node.lock"
         self._file: IO[bytes] | None = None
 
+    # A running node holds the lock for as long as it runs; :meth:`held` only probes it
+    # for an instant. Taking it tries again for a moment, so that a probe (``p2pnet
+    # peers`` while the app starts) never makes a starting node fail.
+    ATTEMPTS = 25
+    PAUSE_S = 0.01
+
     def __enter__(self) -> NodeLock:
         fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
         handle = os.fdopen(fd, "r+b")
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
+        for attempt in range(self.ATTEMPTS):
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError:
+                if attempt + 1 < self.ATTEMPTS:
+                    time.sleep(self.PAUSE_S)
+        else:
             handle.close()
             raise NodeError(
                 "a p2pnet node is already running on this profile (p2pnet run or the app); "
                 "it syncs already — stop it first, or use its window"
-            ) from None
+            )
         self._file = handle
         return self
 
@@ -132,8 +144,8 @@ class NodeLock:
         if not path.exists():
             return False
         with open(path, "rb") as handle:
-            try:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            try:  # shared: two probes never stand in each other's way
+                fcntl.flock(handle.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
             except OSError:
                 return True
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
