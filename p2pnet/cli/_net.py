@@ -16,19 +16,51 @@ if TYPE_CHECKING:
 _MULTIADDR_HINT = "a multiaddr such as /ip4/192.0.2.7/tcp/4001/p2p/12D3KooW…"
 
 
+_HOSTS = ("ip4", "ip6", "dns", "dns4", "dns6")
+
+
+def _protocols(address: str, option: str, hint: str) -> list[str]:
+    """The protocol names of a well-formed multiaddr (the multiaddr library parses it:
+    addresses, ports and peer ids are checked, not only the shape).
+
+    Raises:
+        UserError: it does not parse, naming the option and what was expected.
+    """
+    from multiaddr import Multiaddr  # noqa: PLC0415 - only these commands need it
+    from multiaddr.exceptions import Error, MultiaddrError  # noqa: PLC0415
+
+    try:
+        return [p.name for p in Multiaddr(address).protocols()]
+    except (ValueError, Error, MultiaddrError):
+        raise UserError(f"{option} {address!r} is not {hint}") from None
+
+
 def _check_peers(addresses: list[str], option: str = "--peer") -> list[str]:
     for address in addresses:
-        if not address.startswith("/") or "/p2p/" not in address:
+        names = _protocols(address, option, _MULTIADDR_HINT)
+        if "p2p" not in names:
             raise UserError(f"{option} {address!r} is not {_MULTIADDR_HINT}")
     return addresses
 
 
 def _check_listen(addresses: list[str]) -> list[str]:
+    hint = "a TCP multiaddr like /ip4/0.0.0.0/tcp/4001"
     for address in addresses:
-        if not address.startswith(("/ip4/", "/ip6/")) or "/tcp/" not in address:
-            raise UserError(
-                f"--listen {address!r} is not a TCP multiaddr like /ip4/0.0.0.0/tcp/4001"
-            )
+        if _protocols(address, "--listen", hint)[:2] not in (["ip4", "tcp"], ["ip6", "tcp"]):
+            raise UserError(f"--listen {address!r} is not {hint}")
+    return addresses
+
+
+def _check_announce(addresses: list[str]) -> list[str]:
+    """Addresses to publish to the network's members instead of the listening ones: a
+    host and a TCP port others can dial, without a peer id (the node adds its own)."""
+    hint = "a host and TCP port to publish, like /ip4/203.0.113.5/tcp/4001 (no /p2p/ part)"
+    for address in addresses:
+        names = _protocols(address, "--announce", hint)
+        if len(names) != 2 or names[0] not in _HOSTS or names[1] != "tcp":
+            raise UserError(f"--announce {address!r} is not {hint}")
+        if address.rstrip("/").endswith("/tcp/0"):
+            raise UserError(f"--announce {address!r}: port 0 cannot be dialled; {hint}")
     return addresses
 
 
@@ -44,12 +76,13 @@ def _run(args: argparse.Namespace) -> None:
     from p2pnet.net.runner import NodeLock, RunOptions, run_until_stopped, setup_logging  # noqa: PLC0415 - loads py-libp2p
 
     listen = _check_listen(args.listen or ["/ip4/0.0.0.0/tcp/0"])
+    announce = _check_announce(args.announce) if args.announce else None
     peers = _check_peers(args.peer or [])
     with _open_node(args) as node, NodeLock(node.profile.path):
         log = setup_logging(node.profile.path, debug=args.debug)
         relays = _check_peers(args.via or [], "--via")
         options = RunOptions(
-            listen=listen, announce=args.announce, peers=peers, relay=args.relay, relays=relays
+            listen=listen, announce=announce, peers=peers, relay=args.relay, relays=relays
         )
         say = _say(args)
         say(f"Running every network of this profile; Ctrl-C stops. Log: {log}")  # type: ignore[operator]

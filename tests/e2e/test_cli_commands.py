@@ -136,6 +136,33 @@ def test_network_create_list_show(cli: Cli) -> None:
     assert json.loads(cli.ok("network", "list", "--json"))["networks"]
 
 
+PEER = "12D3KooWHpYYMB9qti75aSUFxpHWWC3vjTJeKdLr3HteZ2zEHsu7"
+
+
+@pytest.mark.parametrize(
+    ("option", "address", "problem"),
+    [
+        ("--listen", "/ip4/999.1.1.1/tcp/4001", "TCP multiaddr"),
+        ("--listen", "/ip4/127.0.0.1/udp/4001", "TCP multiaddr"),
+        ("--listen", "0.0.0.0:4001", "TCP multiaddr"),
+        ("--announce", "/ip4/203.0.113.5/tcp/99999", "host and TCP port"),
+        ("--announce", "/ip4/203.0.113.5/tcp/0", "port 0"),
+        ("--announce", "/ip4/203.0.113.5", "host and TCP port"),
+        ("--announce", f"/ip4/203.0.113.5/tcp/4001/p2p/{PEER}", "no /p2p/"),
+        ("--announce", "", "host and TCP port"),
+        ("--peer", "/ip4/127.0.0.1/tcp/4001/p2p/xyz", "multiaddr such as"),
+        ("--peer", "/ip4/127.0.0.1/tcp/4001", "multiaddr such as"),
+    ],
+)  # fmt: skip
+def test_run_refuses_malformed_addresses(cli: Cli, option: str, address: str, problem: str) -> None:
+    """Checked by the multiaddr parser before anything starts (an announced address is
+    published to every member, signed: garbage must not get there)."""
+    message = cli.fails(1, "run", option, address)
+    assert option in message
+    assert problem in message
+    assert "Traceback" not in message
+
+
 def test_network_errors(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
     assert "no network matches 'Nowhere'" in cli.fails(1, "network", "show", "Nowhere")
     err = cli.fails(1, "network", "create", "--name", "X", "--type", "club")
