@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import io
 import logging
 import logging.handlers
 import os
@@ -79,14 +80,19 @@ class _Redacting(logging.Filter):
         return True
 
 
+class _PrivateLog(logging.handlers.RotatingFileHandler):
+    """A rotating log whose files are created 0600, also the new one at each rollover
+    (the standard handler opens it with the process's umask: often readable by all)."""
+
+    def _open(self) -> io.TextIOWrapper:
+        fd = os.open(self.baseFilename, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        return open(fd, "a", encoding=self.encoding, errors=self.errors)
+
+
 def setup_logging(profile_path: Path, *, debug: bool = False) -> Path:
     """Send py-libp2p's and p2pnet.net's logs to the profile's ``node.log`` only."""
     path = profile_path / "node.log"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    os.close(fd)
-    handler = logging.handlers.RotatingFileHandler(
-        path, maxBytes=_LOG_BYTES, backupCount=1, encoding="utf-8"
-    )
+    handler = _PrivateLog(path, maxBytes=_LOG_BYTES, backupCount=1, encoding="utf-8")
     handler.addFilter(_Redacting())
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     for name in ("libp2p", "multiaddr", "p2pnet.net"):

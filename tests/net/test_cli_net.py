@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
+import logging.handlers
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -131,6 +133,31 @@ def test_the_log_keeps_no_address_or_peer_id(tmp_path: Path) -> None:
                 handler.close()
             logger.handlers, logger.propagate = [], True
     assert redact("nothing to hide") == "nothing to hide"
+
+
+def test_the_log_stays_private_across_rollovers(tmp_path: Path) -> None:
+    old = os.umask(0o022)  # a usual umask: new files readable by every user
+    try:
+        path = setup_logging(tmp_path)
+        handler = logging.getLogger("p2pnet.net").handlers[0]
+        try:
+            logging.getLogger("p2pnet.net").warning("before the rollover")
+            assert isinstance(handler, logging.handlers.RotatingFileHandler)
+            handler.doRollover()
+            logging.getLogger("p2pnet.net").warning("after the rollover")
+        finally:
+            for name in ("libp2p", "multiaddr", "p2pnet.net"):
+                logger = logging.getLogger(name)
+                for each in logger.handlers:
+                    each.close()
+                logger.handlers, logger.propagate = [], True
+    finally:
+        os.umask(old)
+    rolled = path.with_name("node.log.1")
+    assert "before the rollover" in rolled.read_text(encoding="utf-8")
+    assert "after the rollover" in path.read_text(encoding="utf-8")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(rolled.stat().st_mode) == 0o600
 
 
 def _log_and_check(path: Path) -> None:
