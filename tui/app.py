@@ -87,6 +87,7 @@ class P2pnetApp(App[None]):
         self._thread: NodeThread | None = None
         self._idle_lock_s = idle_lock_s
         self._online = False
+        self._opening = False  # a key derivation is running on a worker thread
         self._last_input = time.monotonic()
 
     def notify(
@@ -184,24 +185,61 @@ class P2pnetApp(App[None]):
         else:
             self.push_screen(OnboardingScreen())
 
-    def create_identity(self, name: str, passphrase: str) -> None:
-        try:
-            node = Node.create(self.home, self.profile, passphrase, name=name, kdf=self._kdf)
-        except (P2pnetError, ProfileError, CryptoError, OSError) as exc:
-            self.notify(str(exc), severity="error")
-            return
-        self._opened(node)
+    def create_identity(self, name: str, passphrase: str, *, background: bool = False) -> None:
+        """Create the profile and open it. ``background``: derive the key (Argon2id, slow
+        on purpose) on a worker thread, so that the screen keeps drawing and can say what
+        it is doing; as the screens do."""
+        self._open(
+            lambda: Node.create(self.home, self.profile, passphrase, name=name, kdf=self._kdf),
+            lambda text: self.notify(text, severity="error"),
+            background=background,
+        )
 
-    def unlock(self, passphrase: str) -> None:
-        try:
-            node = Node.open(self.home, self.profile, passphrase)
-        except KeystoreLocked:
-            self._unlock_failed("Wrong passphrase. Nothing was changed.")
+    def unlock(self, passphrase: str, *, background: bool = False) -> None:
+        """Open the profile (see :meth:`create_identity` for ``background``)."""
+        self._open(
+            lambda: Node.open(self.home, self.profile, passphrase),
+            self._unlock_failed,
+            background=background,
+        )
+
+    def _open(
+        self, opening: Callable[[], Node], failed: Callable[[str], None], *, background: bool
+    ) -> None:
+        if self._opening or self._thread is not None:
+            return  # one at a time (a second Enter while the key is being derived)
+
+        def attempt() -> tuple[Node | None, str]:
+            try:
+                return opening(), ""
+            except KeystoreLocked:
+                return None, "Wrong passphrase. Nothing was changed."
+            except (P2pnetError, ProfileError, CryptoError, OSError) as exc:
+                return None, str(exc)
+
+        def finish(node: Node | None, problem: str) -> None:
+            self._opening = False
+            if node is None:
+                failed(problem)
+            elif not self.is_running:
+                node.close()  # the app closed while the key was being derived
+            else:
+                self._opened(node)
+
+        if not background:
+            finish(*attempt())
             return
-        except (P2pnetError, ProfileError, CryptoError, OSError) as exc:
-            self._unlock_failed(f"{exc}")
-            return
-        self._opened(node)
+        self._opening = True
+
+        def work() -> None:
+            node, problem = attempt()
+            try:
+                self.call_from_thread(finish, node, problem)
+            except RuntimeError:  # the app has stopped meanwhile
+                if node is not None:
+                    node.close()
+
+        self.run_worker(work, thread=True, group="open", exit_on_error=False)
 
     def _unlock_failed(self, text: str) -> None:
         screen = self.screen

@@ -136,7 +136,7 @@ class OnboardingScreen(BaseScreen):
             error.update("The two passphrases differ.")
         else:
             error.update("Creating your identity (deriving the key from the passphrase)…")
-            self.p2p.create_identity(name, passphrase)
+            self.p2p.create_identity(name, passphrase, background=True)
 
 
 class UnlockScreen(BaseScreen):
@@ -167,8 +167,8 @@ class UnlockScreen(BaseScreen):
         if not field.value:
             self.query_one("#error", Label).update("Type your passphrase.")
             return
-        self.query_one("#error", Label).update("Unlocking…")
-        self.p2p.unlock(field.value)
+        self.query_one("#error", Label).update("Unlocking (deriving the key from the passphrase)…")
+        self.p2p.unlock(field.value, background=True)
         field.value = ""
 
     def failed(self, text: str) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 from textual.widgets import Button, DataTable, Input, Label, Select, Static
@@ -49,6 +51,8 @@ def _cells(app: P2pnetApp, table_id: str) -> list[list[str]]:
 async def _press(pilot: object, selector: str) -> None:
     app = pilot.app  # type: ignore[attr-defined]
     app.screen.query_one(selector, Button).press()
+    await pilot.pause()  # type: ignore[attr-defined]
+    await app.workers.wait_for_complete()  # a key derivation runs on a worker thread
     await pilot.pause()  # type: ignore[attr-defined]
 
 
@@ -124,6 +128,38 @@ async def test_a_wrong_passphrase_says_so_and_changes_nothing(tmp_path: Path) ->
         assert isinstance(app.screen, UnlockScreen)
     after = sorted(p.stat().st_mtime_ns for p in profile_dir(tmp_path, "default").iterdir())
     assert before == after
+
+
+async def test_the_key_is_derived_off_the_screens_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The unlock (Argon2id, slow on purpose) runs on a worker: the screen says what it is
+    doing meanwhile, and a second Enter does not open the profile twice."""
+    _profile_with_network(tmp_path)
+    release, opened = threading.Event(), []
+    real = Node.open
+
+    def slow_open(*args: Any, **kwargs: Any) -> Node:
+        opened.append(1)
+        assert release.wait(10)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(Node, "open", staticmethod(slow_open))
+    app = _app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await _type(pilot, "#pass", PASS)
+        app.screen.query_one("#unlock", Button).press()
+        await pilot.pause()
+        assert "deriving the key" in str(app.screen.query_one("#error", Label).render())
+        await _type(pilot, "#pass", PASS)
+        app.screen.query_one("#unlock", Button).press()  # impatient: pressed again
+        await pilot.pause()
+        assert isinstance(app.screen, UnlockScreen)
+        release.set()
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert isinstance(app.screen, NetworksScreen)
+    assert len(opened) == 1
 
 
 async def test_create_a_network_with_inline_errors_first(tmp_path: Path) -> None:
