@@ -59,6 +59,9 @@ class NodeThread:
         self._deferred = defer_network
         self._say = say
         self._lock: Any = None  # p2pnet.net.runner.NodeLock while online
+        # Whether the networks were put online (for a deferred start: only once the lock
+        # was taken): a network created or joined later follows them, never before.
+        self._online = False
         self._nursery: trio.Nursery | None = None
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -107,6 +110,7 @@ class NodeThread:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 if self._network and not self._deferred:
+                    self._online = True
                     for network_id in self.node.network_ids():
                         await self._start_network(network_id)
                 self._ready.set()
@@ -170,14 +174,16 @@ class NodeThread:
             self._say(f"{exc}. This window works offline.")
             return
         self._lock = lock
+        self._online = True
         for network_id in self.node.network_ids():
             await self._start_network(network_id)
         self._nursery.start_soon(keep_status, self.node, self.runtimes)
         await start_lan(self._nursery, self.node, list(self.runtimes.values()), self._say)
 
     def _event(self, event: NodeEvent) -> None:
-        if event.kind == "network" and event.network_id is not None and self._network:
-            # A network joined or created while running: put it on the network too.
+        if event.kind == "network" and event.network_id is not None and self._online:
+            # A network joined or created while online: put it on the network too. (Not
+            # while offline or not online yet, nor when another node holds the lock.)
             assert self._nursery is not None
             self._nursery.start_soon(self._start_network, event.network_id)
         if self._on_event is not None:
