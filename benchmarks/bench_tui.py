@@ -110,8 +110,10 @@ async def _op_to_screen(tmp: Path) -> tuple[float, float]:
                     marks["node"] = time.perf_counter()  # folded and stored: on the node
                 super()._node_event(event)
 
-            def on_node_changed(self, message: Any) -> None:
-                super().on_node_changed(message)
+            def _refresh_now(self) -> None:
+                # Events are coalesced (tui.app.REFRESH_S): the screen has the row when
+                # a refresh has run, not when the event arrived.
+                super()._refresh_now()
                 if "node" in marks and "screen" not in marks:
                     marks["screen"] = time.perf_counter()  # the table holds the row
 

@@ -18,6 +18,7 @@ from textual.app import App
 from textual.binding import Binding, BindingType
 from textual.message import Message
 from textual.notifications import SeverityLevel
+from textual.timer import Timer
 
 from crypto import CryptoError, KdfParams, KeystoreLocked
 from p2pnet.errors import P2pnetError
@@ -34,6 +35,9 @@ __all__ = ["P2pnetApp"]
 
 T = TypeVar("T")
 IDLE_LOCK_S = 10 * 60
+# At most one refresh of the screen's data per this many seconds: a sync's stream of
+# events does not keep the screen busy, and an op waits at most this long to show.
+REFRESH_S = 0.1
 
 
 class NodeChanged(Message):
@@ -88,6 +92,8 @@ class P2pnetApp(App[None]):
         self._idle_lock_s = idle_lock_s
         self._online = False
         self._opening = False  # a key derivation is running on a worker thread
+        self._refresh_timer: Timer | None = None
+        self._last_refresh = 0.0
         self._last_input = time.monotonic()
 
     def notify(
@@ -166,8 +172,28 @@ class P2pnetApp(App[None]):
         self.notify(message.text, timeout=8)
 
     def on_node_changed(self, message: NodeChanged) -> None:
-        screen = self.screen
-        refresh = getattr(screen, "refresh_data", None)
+        event = message.event
+        shown = getattr(self.screen, "network_id", None)
+        if shown is not None and event.network_id != shown and event.kind != "network":
+            return  # another network's news: this screen shows nothing of it
+        self._refresh_soon()
+
+    def _refresh_soon(self) -> None:
+        # A sync brings batch after batch, each an event; a big network's tables take a
+        # while to rebuild. The first event refreshes at once; later ones within
+        # REFRESH_S share one refresh at the end of it.
+        if self._refresh_timer is not None:
+            return
+        wait = self._last_refresh + REFRESH_S - time.monotonic()
+        if wait <= 0:
+            self._refresh_now()
+        else:
+            self._refresh_timer = self.set_timer(wait, self._refresh_now)
+
+    def _refresh_now(self) -> None:
+        self._refresh_timer = None
+        self._last_refresh = time.monotonic()
+        refresh = getattr(self.screen, "refresh_data", None)
         if refresh is not None and self._thread is not None:
             try:
                 refresh()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -12,9 +13,9 @@ from textual.widgets import Button, DataTable, Input, Label, Select, Static
 from crypto import KdfParams
 from p2pnet.net.background import NodeThread
 from p2pnet.net.runner import NodeLock
-from p2pnet.node import Node
+from p2pnet.node import Node, NodeEvent
 from p2pnet.profile import profile_dir
-from tui.app import P2pnetApp
+from tui.app import REFRESH_S, NodeChanged, P2pnetApp
 from tui.forms import (
     CreateNetworkForm,
     InviteForm,
@@ -160,6 +161,32 @@ async def test_the_key_is_derived_off_the_screens_thread(
         await pilot.pause()
         assert isinstance(app.screen, NetworksScreen)
     assert len(opened) == 1
+
+
+async def test_node_events_refresh_the_screen_at_most_every_refresh_period(
+    tmp_path: Path,
+) -> None:
+    """A sync brings event after event: the first refreshes the screen at once, the rest
+    within REFRESH_S share one refresh; another network's events refresh nothing."""
+    _profile_with_network(tmp_path)
+    app = _app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await _unlock(pilot)
+        screen = await _open_network(pilot, "decisions")
+        calls: list[float] = []
+        screen.refresh_data = lambda: calls.append(time.monotonic())  # type: ignore[method-assign]
+        await pilot.pause(REFRESH_S)
+        for _ in range(20):
+            app.post_message(NodeChanged(NodeEvent("ops", b"another network")))
+        await pilot.pause()
+        assert calls == []
+        for _ in range(20):
+            app.post_message(NodeChanged(NodeEvent("ops", screen.network_id)))
+        await pilot.pause()
+        assert len(calls) == 1  # at once
+        await pilot.pause(REFRESH_S * 2)
+        assert len(calls) == 2  # and once more for the rest
+        assert calls[1] - calls[0] >= REFRESH_S * 0.9
 
 
 async def test_create_a_network_with_inline_errors_first(tmp_path: Path) -> None:
