@@ -20,7 +20,7 @@ from p2pnet.errors import NodeError, NotAllowed
 from protocol import LocalProtocolError, RemoteProtocolError, VerifiedOp, parse_envelope, seal_group
 from protocol.build import next_op
 from protocol.envelope import SealedEnvelope
-from protocol.epochs import open_epoch_key, rotate_epoch
+from protocol.epochs import SignerNotActive, open_epoch_key, rotate_epoch
 
 __all__ = ["Writing"]
 
@@ -144,7 +144,17 @@ class Writing(NodeCore):
         """Open sealed epoch keys addressed to us among what we hold; returns how many
         new keys we learned (and re-reads what they unlock)."""
         learned = 0
+        # Envelopes tried once are not tried again: not for us, not a key, or refused
+        # for good. Those refused because their signer is not (yet) an active member
+        # here are tried again once the active members change: the signer's admission
+        # may arrive after the key. (Not at every call: anyone can seal envelopes to us.)
         tried = net.extra.setdefault("tried", set())
+        signer_unknown = net.extra.setdefault("signer-unknown", set())
+        active = frozenset(net.state().active_members())
+        if signer_unknown and active != net.extra.get("active-when-tried"):
+            tried -= signer_unknown
+            signer_unknown.clear()
+        net.extra["active-when-tried"] = active
         for envelope_id, data in list(net.holdings.unattributed().items()):
             if envelope_id in tried:
                 continue
@@ -155,6 +165,9 @@ class Writing(NodeCore):
             state = net.state()
             try:
                 key, _announced = open_epoch_key(envelope, self.identity, state)
+            except SignerNotActive:
+                signer_unknown.add(envelope_id)
+                continue
             except (CryptoError, RemoteProtocolError):
                 continue  # for another member, or not an epoch key
             if key.epoch_id in net.epochs:

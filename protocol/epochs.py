@@ -34,11 +34,16 @@ from protocol.envelope import SealedEnvelope, open_sealed, seal_to_member
 from protocol.signed import VerifiedOp
 from protocol.state import NetworkState
 
-__all__ = ["open_epoch_key", "rotate_epoch"]
+__all__ = ["SignerNotActive", "open_epoch_key", "rotate_epoch"]
 
 _TAG = "p2pnet-epoch-key"
 _DOMAIN = b"epoch-key"
 _MAX_PAYLOAD = 512
+
+
+class SignerNotActive(RemoteProtocolError):
+    """The payload's signer is not an active member of the state we hold: perhaps one we
+    have not learned of yet (the only refusal that a later state may lift)."""
 
 
 def rotate_epoch(
@@ -109,7 +114,7 @@ def open_epoch_key(
         raise RemoteProtocolError("epoch key for another network")
     member = state.members.get(signer) if type(signer) is bytes else None
     if member is None or not member.active:
-        raise RemoteProtocolError("epoch key not sealed by an active member")
+        raise SignerNotActive("epoch key not sealed by an active member")
     try:
         verify_signature(signer, _DOMAIN, body_bytes, signature)
         epoch = EpochKey(epoch_id, key)

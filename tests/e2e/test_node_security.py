@@ -10,6 +10,7 @@ from crypto import EpochKey, KdfParams
 from p2pnet.node import Node, NodeError, NotAllowed, _StoreHoldings
 from protocol import RemoteProtocolError, seal_to_member, wire
 from protocol.envelope import parse_envelope
+from protocol.epochs import rotate_epoch
 from protocol.invite import open_welcome
 
 PASS = "correct horse battery staple"
@@ -152,3 +153,39 @@ def _export(node: Node, tmp_path: Path) -> Path:
     path = tmp_path / f"{node.name}.bundle"
     node.bundle_export("Net", path)
     return path
+
+
+def test_a_key_sealed_by_a_member_we_do_not_know_yet_opens_once_we_do(
+    tmp_path: Path,
+) -> None:
+    """Sync order is not causal order: a new epoch's key can reach Ben before the
+    admission of the member who sealed it. It is refused then, and opened once that
+    admission arrives (it used to stay refused until a restart)."""
+    ana, ben, cyd = _node(tmp_path, "ana"), _node(tmp_path, "ben"), _node(tmp_path, "cyd")
+    ana.create_network("Net", "coordination")
+    for joiner in (ben, cyd):
+        request, welcome = tmp_path / f"{joiner.name}.req", tmp_path / f"{joiner.name}.wl"
+        joiner.join_request(ana.create_invite("Net"), request)
+        ana.accept_invite("Net", request, out=welcome)
+        joiner.bundle_import(welcome)
+    cyd.bundle_import(_export(ana, tmp_path))  # Cyd knows Ben; Ben does not know Cyd yet
+    cyd_net, ben_net = cyd._net("Net"), ben._net("Net")  # type: ignore[attr-defined]
+    new = EpochKey.generate()
+    _op, sealed = rotate_epoch(
+        cyd.identity,
+        cyd_net.holdings.replica.dag,
+        cyd.state("Net"),
+        new_epoch=new,
+        cause=cyd_net.genesis_id,
+        route_tag=cyd_net.secret.route_tag,
+        time=1_700_000_000_000,
+    )
+    _StoreHoldings(ben, ben_net).receive(sealed)  # the keys, before Cyd's admission
+    assert ben._absorb_keys(ben_net) == 0  # type: ignore[attr-defined]
+    assert new.epoch_id not in ben_net.epochs
+    assert ben._absorb_keys(ben_net) == 0  # type: ignore[attr-defined]  # (nothing new)
+    ben.bundle_import(_export(ana, tmp_path))  # now Cyd's admission arrives
+    assert cyd.identity.public.key in ben.state("Net").active_members()
+    assert new.epoch_id in ben_net.epochs
+    for node in (ana, ben, cyd):
+        node.close()

@@ -9,7 +9,7 @@ import pytest
 from crypto import BadSignature, DecryptionFailed, EpochKey, random_bytes
 from protocol import RemoteProtocolError, parse_envelope, seal_to_member, wire
 from protocol.envelope import SealedEnvelope
-from protocol.epochs import open_epoch_key, rotate_epoch
+from protocol.epochs import SignerNotActive, open_epoch_key, rotate_epoch
 from protocol.matching import matches
 from protocol.settings import Settings, defaults_for
 from protocol.vocabulary import NETWORK_TYPES
@@ -79,8 +79,11 @@ def _forged_payload(
 def test_epoch_keys_from_outsiders_or_tampered_are_refused() -> None:
     sim = _network("ana", "ben")
     state = sim.state("ben")
-    with pytest.raises(RemoteProtocolError, match="active member"):
+    with pytest.raises(SignerNotActive, match="active member"):  # (a state may change)
         open_epoch_key(_sealed(_forged_payload(sim, "eve")), identity("ben"), state)
+    with pytest.raises(RemoteProtocolError, match="another network") as refused:
+        open_epoch_key(_sealed(_forged_payload(sim, "ana", net=b"x" * 16)), identity("ben"), state)
+    assert not isinstance(refused.value, SignerNotActive)  # for good
     with pytest.raises(BadSignature):
         open_epoch_key(_sealed(_forged_payload(sim, "ana", tamper=True)), identity("ben"), state)
     with pytest.raises(RemoteProtocolError, match="another network"):
