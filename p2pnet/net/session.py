@@ -11,6 +11,7 @@ envelopes are pushed as they appear (:meth:`Session.push`).
 from __future__ import annotations
 
 import struct
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -26,6 +27,7 @@ __all__ = ["HANDSHAKE_S", "PROTOCOL", "Session", "StreamEnded", "exchange_proofs
 
 PROTOCOL = "/p2pnet/sync/1.0.0"
 HANDSHAKE_S = 3.0
+REMEMBERED = 8192  # envelope ids a session remembers having brought (see _Recording)
 _READ = 1 << 16
 _LENGTH = struct.Struct(">H")
 
@@ -78,11 +80,19 @@ async def exchange_proofs(stream: Any, proof: bytes, check: Callable[[bytes], by
 
 class _Recording:
     """The node's holdings, remembering which envelopes this session brought (so they
-    are not pushed back to the peer that sent them)."""
+    are not pushed back to the peer that sent them).
+
+    Only the last :data:`REMEMBERED` are remembered: a session lives as long as the
+    connection, and a catch-up of 100k envelopes kept 100k ids (10 MB) per peer. What is
+    relayed never goes back to its origin session anyway (NetworkRuntime._push skips
+    it); this catches the echo of rows read back from the store soon after they were
+    stored. An older one pushed back costs the peer a decryption, as any replay does.
+    """
 
     def __init__(self, inner: Holdings) -> None:
         self._inner = inner
-        self.received: set[bytes] = set()  # envelope ids
+        self.received: set[bytes] = set()  # envelope ids, the last REMEMBERED
+        self._order: deque[bytes] = deque()
         self.new = 0
         # What each receive stored, and where in the store: (envelopes, (before, after)).
         self.batches: list[tuple[list[bytes], tuple[int, int]]] = []
@@ -107,8 +117,14 @@ class _Recording:
             written: tuple[int, int] = getattr(self._inner, "written", (0, 0))
             if kept:
                 self.batches.append((list(kept), written))
+        received, order = self.received, self._order
         for item in envelopes:
-            self.received.add(hash256(item) if isinstance(item, bytes) else item.envelope_id)
+            envelope_id = hash256(item) if isinstance(item, bytes) else item.envelope_id
+            if envelope_id not in received:
+                received.add(envelope_id)
+                order.append(envelope_id)
+        while len(order) > REMEMBERED:
+            received.discard(order.popleft())
         self.new += report.new
         return report
 
