@@ -11,11 +11,12 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select, Static, TextArea
 
-from protocol.rules import REASON_REQUIRED, STANCES
+from protocol.rules import REASON_REQUIRED, STANCES, RuleSpec
 from protocol.vocabulary import NETWORK_TYPES
 
 __all__ = [
     "RULE_HELP",
+    "SUPERMAJORITIES",
     "ConfirmForm",
     "CreateNetworkForm",
     "InviteForm",
@@ -25,15 +26,31 @@ __all__ = [
     "ReviseForm",
     "ShowText",
     "VerifyForm",
+    "rule_text",
 ]
 
 RULE_HELP = {
     "consent": "adopted unless someone objects with a reason (sociocracy)",
     "consensus": "everyone agrees or stands aside; one block stops it",
     "majority": "more yes than no among those who vote, with a quorum",
+    "supermajority": "yes must reach a share (such as 2/3) of the votes cast, of those "
+    "taking part, or of all who may decide",
     "advice": "the proposer decides after hearing advice; nothing is voted",
     "sense_check": "a show of hands to see where people stand; decides nothing",
 }
+# The supermajorities a proposal can pick here (the command line takes any).
+SUPERMAJORITIES = {
+    "supermajority:2/3:cast": "supermajority, 2/3 of the votes cast",
+    "supermajority:2/3:eligible": "supermajority, 2/3 of all who may decide",
+}
+
+
+def rule_text(rule: RuleSpec) -> str:
+    """A rule as a member reads it: its name, its share and base, what it means."""
+    name = rule.rule
+    if rule.threshold is not None:
+        name += f" {rule.threshold.num}/{rule.threshold.den} of {rule.base}"
+    return f"{name} — {RULE_HELP.get(rule.rule, '')}"
 
 
 class _Form(ModalScreen[Any]):
@@ -145,7 +162,8 @@ class ProposeForm(_Form):
 
     def compose(self) -> ComposeResult:
         options = [(f"the network's rule: {self._network_rule}", self.NETWORK_RULE)]
-        options += [(f"{r} — {h}", r) for r, h in RULE_HELP.items()]
+        options += [(f"{r} — {h}", r) for r, h in RULE_HELP.items() if r != "supermajority"]
+        options += [(label, value) for value, label in SUPERMAJORITIES.items()]
         with Vertical():
             yield Label("[b]Propose[/b]  (everything you write here is seen by all members)")
             yield Input(placeholder="Title", id="title")

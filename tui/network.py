@@ -21,7 +21,6 @@ from textual.widgets import (
 
 from protocol.state import Decision, NetworkState
 from tui.forms import (
-    RULE_HELP,
     ConfirmForm,
     InviteForm,
     NewInvite,
@@ -33,6 +32,7 @@ from tui.forms import (
     ReviseForm,
     ShowText,
     VerifyForm,
+    rule_text,
 )
 from tui.screens import NOTICE, BaseScreen, PlainTable, short
 
@@ -156,8 +156,7 @@ class NetworkScreen(BaseScreen):
             warnings.append("not verified in person by anyone: " + ", ".join(unverified))
         lines = [
             f"Purpose: {state.purpose or '—'}",
-            f"Ordinary decisions: {s.ordinary_rule.rule} — "
-            f"{RULE_HELP.get(s.ordinary_rule.rule, '')}",
+            f"Ordinary decisions: {rule_text(s.ordinary_rule)}",
             f"Admission: {s.admission.replace('_', ' ')}",
             f"Charter: {'adopted' if any(a.adopted for a in charter) else 'not adopted yet'}",
             f"Key epoch: {len(state.epochs)}",
@@ -460,8 +459,7 @@ class DecisionScreen(BaseScreen):
         reasons = self.p2p.call(node.texts, self.ref, [p.op_id for p in latest.values()])
         lines = [
             f"{d.title}  ({d.status})",
-            f"Rule: {d.rule.rule} — {RULE_HELP.get(d.rule.rule, '')}; quorum "
-            f"{d.rule.quorum.num}/{d.rule.quorum.den}",
+            f"Rule: {rule_text(d.rule)}; quorum {d.rule.quorum.num}/{d.rule.quorum.den}",
             f"Closes: {time.strftime('%Y-%m-%d %H:%M', time.localtime(d.closes_at / 1000))}",
             "",
             text or "(no text)",

@@ -266,6 +266,33 @@ async def test_propose_take_positions_and_close(tmp_path: Path) -> None:
         assert len(decision.positions) == 1
 
 
+async def test_a_supermajority_proposal_from_the_app(tmp_path: Path) -> None:
+    _profile_with_network(tmp_path)
+    app = _app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await _unlock(pilot)
+        await _open_network(pilot, "decisions")
+        await pilot.press("p")
+        await pilot.pause()
+        form = app.screen
+        assert isinstance(form, ProposeForm)
+        await _type(pilot, "#title", "Spend the fund on the hall")
+        form.query_one("#rule", Select).value = "supermajority:2/3:eligible"
+        await _press(pilot, "#ok")
+        assert _cells(app, "#decisions-table")[0][:2] == [
+            "Spend the fund on the hall",
+            "supermajority",
+        ]
+        await pilot.press("enter")
+        await pilot.pause()
+        detail = str(app.screen.query_one("#detail", Static).render())
+        assert "Rule: supermajority 2/3 of eligible — yes must reach a share" in detail
+    with Node.open(tmp_path, "default", PASS) as node:
+        (decision,) = node.state("Union").decisions.values()
+        assert (decision.rule.rule, decision.rule.base) == ("supermajority", "eligible")
+        assert (decision.rule.threshold.num, decision.rule.threshold.den) == (2, 3)  # type: ignore[union-attr]
+
+
 async def test_invite_endorse_and_verify_in_person(tmp_path: Path) -> None:
     _profile_with_network(tmp_path, with_ben=True)
     with Node.open(tmp_path, "default", PASS) as ana:
