@@ -238,14 +238,17 @@ class NodeCore:
         if unchecked:
             try:
                 holdings.receive(unchecked)
-                older += _kept_ops(holdings)
             except RemoteProtocolError:
-                # One bad row must not keep the others out: take them one by one; the
-                # bad ones stay out of memory (a peer's sync may bring good copies).
+                # What the batch kept before it failed stays (and keeps its op). One bad
+                # row must not keep the others out: take them one by one; the bad ones
+                # stay out of memory (a peer's sync may bring good copies).
+                older += _kept_ops(holdings)
                 for envelope in unchecked:
                     with contextlib.suppress(RemoteProtocolError):
                         holdings.receive([envelope])
-                        older += _kept_ops(holdings)
+                    older += _kept_ops(holdings)
+            else:
+                older += _kept_ops(holdings)
         if older:
             self._keep_ops(net, older)
         holdings.last_kept = []

@@ -8,12 +8,13 @@ docs/decisions.md, "Memory: the store is the archive".
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections.abc import Collection, Mapping
 
 from crypto import CryptoError, EpochKey
-from p2pnet.errors import StoreCorrupt
-from p2pnet.store import Store, StoredOp
+from p2pnet.errors import StoreCorrupt, StoreError
+from p2pnet.store import Store, StoredOp, Transaction
 from protocol import ProtocolError, RemoteProtocolError, parse_envelope
 from protocol.envelope import GroupEnvelope, decrypt_group
 from protocol.signed import VerifiedOp, reload_verified_op
@@ -50,8 +51,25 @@ class StoreArchive:
         for row in self._store.envelopes(self._network_id):
             signed = self._signed_in(row.data)
             if signed is not None and digest(signed, digest_size=32).digest() == op_id:
+                self._record(row.data, signed, op_id)
                 return row.data
         raise KeyError(op_id)
+
+    def _record(self, envelope: bytes, signed: bytes, op_id: bytes) -> None:
+        """Keep the op found by reading every row beside its envelope, so the next
+        request finds it by id (the node asks only for ops it holds: verified, and
+        these are the same bytes). Best effort: a busy store leaves it for later."""
+        try:
+            op = reload_verified_op(signed, op_id=op_id)
+        except RemoteProtocolError:
+            return
+        kept = [(hashlib.blake2b(envelope, digest_size=32).digest(), op)]
+        store = self._store
+        if store.in_transaction:
+            Transaction(store).keep_ops(self._network_id, kept)
+        else:
+            with contextlib.suppress(StoreError):
+                store.keep_ops(self._network_id, kept)
 
     def _signed_in(self, envelope: bytes) -> bytes | None:
         """The signed op a stored envelope carries (None: unattributed, or junk)."""

@@ -173,6 +173,8 @@ class P2pnetApp(App[None]):
 
     def on_node_changed(self, message: NodeChanged) -> None:
         event = message.event
+        if not self.screen_stack:
+            return  # the app is closing
         shown = getattr(self.screen, "network_id", None)
         if shown is not None and event.network_id != shown and event.kind != "network":
             return  # another network's news: this screen shows nothing of it
@@ -193,6 +195,8 @@ class P2pnetApp(App[None]):
     def _refresh_now(self) -> None:
         self._refresh_timer = None
         self._last_refresh = time.monotonic()
+        if not self.screen_stack:  # the app is closing: a trailing refresh has nothing to do
+            return
         refresh = getattr(self.screen, "refresh_data", None)
         if refresh is not None and self._thread is not None:
             try:
@@ -322,6 +326,9 @@ class P2pnetApp(App[None]):
         )
 
     def on_unmount(self) -> None:
+        if self._refresh_timer is not None:
+            self._refresh_timer.stop()
+            self._refresh_timer = None
         self._close_node()
 
     # -- helpers for screens ---------------------------------------------------------------

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from crypto import EpochKey, KdfParams, random_bytes
+import protocol.dag
+from crypto import EpochKey, KdfParams, hash256, random_bytes
 from p2pnet.archive import StoreArchive
 from p2pnet.errors import StoreCorrupt
 from p2pnet.node import Node, _pack_network, _StoreHoldings
@@ -184,6 +185,9 @@ def test_a_store_from_before_the_op_column_rebuilds_and_fills_it_in(tmp_path: Pa
             migrated.profile.store, net.network_id, net.secret.route_tag, net.epochs
         )
         assert archive.envelope_of_op(net.genesis_id) == rows[0].data
+        # ... and the op found that way is kept beside its envelope: found by id next.
+        store = migrated.profile.store
+        assert store.envelope_of_op(net.network_id, net.genesis_id) == rows[0].data
         with pytest.raises(KeyError):
             archive.envelope_of_op(b"\x07" * 32)
     ana = _reopen_without_cache(Node.open(tmp_path, "default", PASS), tmp_path)
@@ -259,6 +263,40 @@ def test_rows_kept_unchecked_are_verified_when_their_key_arrives(tmp_path: Path)
         assert [isinstance(r, StoredOp) for r in rows] == [True, False, True]
     finally:
         ana.close()
+
+
+def test_unchecked_rows_a_failed_batch_kept_keep_their_op(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows stored unchecked are verified at a start-up as one batch. When the batch
+    fails part-way (too many ops waiting for parents), what it kept keeps its op beside
+    its envelope like the rest: found by op id, never by reading every row."""
+    with Node.create(tmp_path, "default", PASS, name="Ana", kdf=FAST) as ana:
+        net_id = ana.create_network("Union", "coordination")
+        ops = [ana.update_profile("Union", name=f"Ana {i}") for i in range(4)]
+        store = ana.profile.store
+        rows = list(store.envelopes(net_id))  # the genesis, then the four ops
+        store._db.execute(
+            "DELETE FROM envelopes WHERE net = ? AND rowid > ?",
+            (store._key.index(net_id), rows[0].position),
+        )
+        # The first op, then the third and fourth (the second is missing: the third
+        # waits for it, and the fourth overflows a waiting room of one).
+        again = [rows[1].data, rows[3].data, rows[4].data]
+        store.add_envelopes(net_id, [(hash256(e), e) for e in again], verified=False)
+        store.put(net_id, "state-cache", b"")
+    monkeypatch.setattr(protocol.dag, "MAX_WAITING", 1)
+    with Node.open(tmp_path, "default", PASS) as ana:
+        holdings = ana._networks[net_id].holdings  # type: ignore[attr-defined]
+        assert ops[0].op_id in holdings.replica.dag
+        assert ana.profile.store.signed_ops(net_id, [ops[0].op_id])  # its op is kept
+        scans: list[int] = []
+        real = ana.profile.store.envelopes
+        monkeypatch.setattr(
+            ana.profile.store, "envelopes", lambda *a, **k: scans.append(1) or real(*a, **k)
+        )
+        assert holdings.envelope_of(ops[0].op_id) == again[0]
+        assert scans == []
 
 
 def test_an_op_moved_to_another_networks_rows_fails_only_that_network(tmp_path: Path) -> None:
