@@ -18,6 +18,7 @@ from textual.app import App
 from textual.binding import Binding, BindingType
 from textual.message import Message
 from textual.notifications import SeverityLevel
+from textual.screen import ModalScreen
 from textual.timer import Timer
 
 from crypto import CryptoError, KdfParams, KeystoreLocked
@@ -246,6 +247,8 @@ class P2pnetApp(App[None]):
                 return None, "Wrong passphrase. Nothing was changed."
             except (P2pnetError, ProfileError, CryptoError, OSError) as exc:
                 return None, str(exc)
+            except Exception as exc:  # never leave the screen waiting for good
+                return None, f"The profile could not be opened ({type(exc).__name__})."
 
         def finish(node: Node | None, problem: str) -> None:
             self._opening = False
@@ -253,6 +256,11 @@ class P2pnetApp(App[None]):
                 failed(problem)
             elif not self.is_running:
                 node.close()  # the app closed while the key was being derived
+            elif isinstance(self.screen, ModalScreen):
+                # A dialog came up meanwhile (the panic confirmation): it stays on top,
+                # and nothing opens under it.
+                node.close()
+                failed("Not unlocked: a dialog came up meanwhile. Unlock again.")
             else:
                 self._opened(node)
 
@@ -272,9 +280,9 @@ class P2pnetApp(App[None]):
         self.run_worker(work, thread=True, group="open", exit_on_error=False)
 
     def _unlock_failed(self, text: str) -> None:
-        screen = self.screen
-        if isinstance(screen, UnlockScreen):
-            screen.failed(text)
+        for screen in self.screen_stack:  # (perhaps under a dialog)
+            if isinstance(screen, UnlockScreen):
+                screen.failed(text)
 
     def _close_node(self) -> None:
         self._online = False

@@ -17,6 +17,7 @@ from p2pnet.node import Node, NodeEvent
 from p2pnet.profile import profile_dir
 from tui.app import REFRESH_S, NodeChanged, P2pnetApp
 from tui.forms import (
+    ConfirmForm,
     CreateNetworkForm,
     InviteForm,
     PositionForm,
@@ -161,6 +162,56 @@ async def test_the_key_is_derived_off_the_screens_thread(
         await pilot.pause()
         assert isinstance(app.screen, NetworksScreen)
     assert len(opened) == 1
+
+
+async def test_a_panic_dialog_is_not_dismissed_by_an_unlock_finishing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _profile_with_network(tmp_path)
+    release = threading.Event()
+    real = Node.open
+
+    def slow_open(*args: Any, **kwargs: Any) -> Node:
+        assert release.wait(10)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(Node, "open", staticmethod(slow_open))
+    app = _app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await _type(pilot, "#pass", PASS)
+        app.screen.query_one("#unlock", Button).press()
+        await pilot.pause()
+        await pilot.press("ctrl+x")  # panic, while the key is being derived
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmForm)
+        release.set()
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmForm)  # still asking
+        await _press(pilot, "#ok")
+    assert not profile_dir(tmp_path, "default").exists()  # and the wipe happened
+
+
+async def test_an_unexpected_failure_while_unlocking_can_be_tried_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _profile_with_network(tmp_path)
+    calls: list[int] = []
+
+    def failing_open(*_: Any, **__: Any) -> Node:
+        calls.append(1)
+        raise RuntimeError("Unexpected failure in key derivation")  # as on ENOMEM
+
+    monkeypatch.setattr(Node, "open", staticmethod(failing_open))
+    app = _app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        for _ in range(2):
+            await _type(pilot, "#pass", PASS)
+            await _press(pilot, "#unlock")
+            error = str(app.screen.query_one("#error", Label).render())
+            assert "could not be opened (RuntimeError)" in error
+        assert len(calls) == 2  # the second Enter was not ignored
+        assert isinstance(app.screen, UnlockScreen)
 
 
 async def test_node_events_refresh_the_screen_at_most_every_refresh_period(
