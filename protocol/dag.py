@@ -69,25 +69,28 @@ class _Masks:
 
 
 class _Vectors:
-    """The version vectors, by op index: the newest (the tail, two to three blocks of
-    :attr:`BLOCK`) as plain ints; older ones dropped as the tail moves on, and made again
-    only when one is asked for. Then every dropped vector is computed again from its op's
-    parents, as when the op was inserted, and packed: :attr:`BLOCK` vectors to one
-    compressed byte string, kept from then on.
+    """The version vectors, by op index: the newest :attr:`TAIL` (the tail) as plain
+    ints; older ones dropped as the tail moves on, and made again only when one is asked
+    for. Then every dropped vector is computed again from its op's parents, as when the
+    op was inserted, and packed: :attr:`BLOCK` vectors to one compressed byte string,
+    kept from then on.
 
     At 100k ops and 49 authors the vectors as ints took 19 MB, a quarter of a node's
     memory, and packing them as they were made cost a start-up 70 ms. New ops name
     recent parents and the fold asks about the op it folds, so nearly every read lands in
     the tail; the first read of an old vector (an op naming a parent from long ago, a
-    fold that starts over) costs one pass over the dropped ones (some 0.3 s at 100k ops),
-    and later ones unpack a block (some 20 us; the last :attr:`CACHED` stay unpacked).
-    Consecutive vectors differ in about two fields: a block compresses some fifteen-fold.
-    The tail is a plain list so that :meth:`Dag._insert` reads it inline.
+    fold that starts over) costs one pass over the dropped ones (some 0.15 s at 100k
+    ops), and later ones unpack a block (a few us; the last :attr:`CACHED` stay
+    unpacked). Consecutive vectors differ in about two fields: packed sixteen to a block
+    they take some 2 MB at 100k ops. Blocks are small so that an op naming many old
+    parents (anyone's op is indexed, even one the fold refuses) costs little more to
+    insert. The tail is a plain list so that :meth:`Dag._insert` reads it inline.
     """
 
-    BLOCK = 64
-    CACHED = 8  # unpacked old blocks kept (least recently read dropped first)
-    CHUNK = 16  # blocks computed again at a time
+    TAIL = 128  # the newest vectors kept as ints (at least this many)
+    BLOCK = 16  # vectors packed together
+    CACHED = 32  # unpacked old blocks kept (least recently read dropped first)
+    CHUNK = 64  # blocks computed again at a time
 
     __slots__ = ("_blocks", "_cache", "_compute", "keep", "packed", "tail", "tail_start")
 
@@ -98,7 +101,7 @@ class _Vectors:
         self._compute = compute
         self.keep = keep
         self._blocks: list[tuple[int, bytes]] = []  # (bytes per vector, packed block)
-        self._cache: dict[int, list[int]] = {}
+        self._cache: dict[int, bytes] = {}  # block number -> the block unpacked
         self.packed = 0  # vectors below this index are in blocks; up to the tail, dropped
         self.tail: list[int] = []
         self.tail_start = 0  # the index of tail[0]
@@ -115,23 +118,20 @@ class _Vectors:
         if index >= self.packed:
             self._pack_dropped()
         number, k = divmod(index, self.BLOCK)
+        width = self._blocks[number][0]
         cache = self._cache
-        block = cache.pop(number, None)
-        if block is None:
-            width, packed = self._blocks[number]
-            raw = zlib.decompress(packed)
-            block = [
-                int.from_bytes(raw[i : i + width], "little") for i in range(0, len(raw), width)
-            ]
-            self._keep_unpacked(number, block)
+        raw = cache.pop(number, None)
+        if raw is None:
+            raw = zlib.decompress(self._blocks[number][1])
+            self._keep_unpacked(number, raw)
         else:
-            cache[number] = block  # now the most recently read
-        return block[k]
+            cache[number] = raw  # now the most recently read
+        return int.from_bytes(raw[k * width : (k + 1) * width], "little")
 
     def append(self, vector: int) -> None:
         tail = self.tail
         tail.append(vector)
-        if len(tail) >= 3 * self.BLOCK and not self.keep:
+        if len(tail) >= self.TAIL + self.BLOCK and not self.keep:
             del tail[: self.BLOCK]
             self.tail_start += self.BLOCK
 
@@ -150,13 +150,13 @@ class _Vectors:
                 raw = b"".join([v.to_bytes(width, "little") for v in block])
                 self._blocks.append((width, zlib.compress(raw, 1)))
                 self.packed = start + first + size
-                self._keep_unpacked((start + first) // size, block)
+                self._keep_unpacked((start + first) // size, raw)
 
-    def _keep_unpacked(self, number: int, block: list[int]) -> None:
+    def _keep_unpacked(self, number: int, raw: bytes) -> None:
         cache = self._cache
         if len(cache) >= self.CACHED:
             del cache[next(iter(cache))]
-        cache[number] = block
+        cache[number] = raw
 
 
 class Dag:
