@@ -25,6 +25,9 @@ from protocol.epochs import SignerNotActive, open_epoch_key, rotate_epoch
 __all__ = ["Writing"]
 
 
+_SIGNER_UNKNOWN_KEPT = 64  # sealed keys from unknown signers tried again (see _absorb_keys)
+
+
 class Writing(NodeCore):
     """Writing ops, and keeping the network's key epochs."""
 
@@ -150,11 +153,12 @@ class Writing(NodeCore):
         # may arrive after the key. (Not at every call: anyone can seal envelopes to us.)
         tried = net.extra.setdefault("tried", set())
         signer_unknown = net.extra.setdefault("signer-unknown", set())
-        active = frozenset(net.state().active_members())
-        if signer_unknown and active != net.extra.get("active-when-tried"):
-            tried -= signer_unknown
-            signer_unknown.clear()
-        net.extra["active-when-tried"] = active
+        if signer_unknown:
+            active = frozenset(net.state().active_members())
+            if active != net.extra.get("active-when-tried"):
+                tried -= signer_unknown
+                signer_unknown.clear()
+            net.extra["active-when-tried"] = active
         for envelope_id, data in list(net.holdings.unattributed().items()):
             if envelope_id in tried:
                 continue
@@ -166,7 +170,12 @@ class Writing(NodeCore):
             try:
                 key, _announced = open_epoch_key(envelope, self.identity, state)
             except SignerNotActive:
-                signer_unknown.add(envelope_id)
+                # The signer field is the sender's to choose: only a few are kept for
+                # another try (a rotation's key is one envelope per rotation).
+                if len(signer_unknown) < _SIGNER_UNKNOWN_KEPT:
+                    if not signer_unknown:
+                        net.extra["active-when-tried"] = frozenset(state.active_members())
+                    signer_unknown.add(envelope_id)
                 continue
             except (CryptoError, RemoteProtocolError):
                 continue  # for another member, or not an epoch key

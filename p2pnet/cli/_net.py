@@ -19,9 +19,9 @@ _MULTIADDR_HINT = "a multiaddr such as /ip4/192.0.2.7/tcp/4001/p2p/12D3KooW…"
 _HOSTS = ("ip4", "ip6", "dns", "dns4", "dns6")
 
 
-def _protocols(address: str, option: str, hint: str) -> list[str]:
-    """The protocol names of a well-formed multiaddr (the multiaddr library parses it:
-    addresses, ports and peer ids are checked, not only the shape).
+def _protocols(address: str, option: str, hint: str) -> list[tuple[str, str | None]]:
+    """The protocols of a well-formed multiaddr with their values (the multiaddr library
+    parses it: addresses, ports and peer ids are checked, not only the shape).
 
     Raises:
         UserError: it does not parse, naming the option and what was expected.
@@ -30,14 +30,15 @@ def _protocols(address: str, option: str, hint: str) -> list[str]:
     from multiaddr.exceptions import Error, MultiaddrError  # noqa: PLC0415
 
     try:
-        return [p.name for p in Multiaddr(address).protocols()]
+        parsed = Multiaddr(address)
+        return [(p.name, parsed.value_for_protocol(p.code)) for p in parsed.protocols()]
     except (ValueError, Error, MultiaddrError):
         raise UserError(f"{option} {address!r} is not {hint}") from None
 
 
 def _check_peers(addresses: list[str], option: str = "--peer") -> list[str]:
     for address in addresses:
-        names = _protocols(address, option, _MULTIADDR_HINT)
+        names = [name for name, _ in _protocols(address, option, _MULTIADDR_HINT)]
         if "p2p" not in names:
             raise UserError(f"{option} {address!r} is not {_MULTIADDR_HINT}")
     return addresses
@@ -46,7 +47,8 @@ def _check_peers(addresses: list[str], option: str = "--peer") -> list[str]:
 def _check_listen(addresses: list[str]) -> list[str]:
     hint = "a TCP multiaddr like /ip4/0.0.0.0/tcp/4001"
     for address in addresses:
-        if _protocols(address, "--listen", hint)[:2] not in (["ip4", "tcp"], ["ip6", "tcp"]):
+        names = [name for name, _ in _protocols(address, "--listen", hint)]
+        if names[:2] not in (["ip4", "tcp"], ["ip6", "tcp"]):
             raise UserError(f"--listen {address!r} is not {hint}")
     return addresses
 
@@ -56,10 +58,11 @@ def _check_announce(addresses: list[str]) -> list[str]:
     host and a TCP port others can dial, without a peer id (the node adds its own)."""
     hint = "a host and TCP port to publish, like /ip4/203.0.113.5/tcp/4001 (no /p2p/ part)"
     for address in addresses:
-        names = _protocols(address, "--announce", hint)
+        parts = _protocols(address, "--announce", hint)
+        names = [name for name, _ in parts]
         if len(names) != 2 or names[0] not in _HOSTS or names[1] != "tcp":
             raise UserError(f"--announce {address!r} is not {hint}")
-        if address.rstrip("/").endswith("/tcp/0"):
+        if int(parts[1][1] or 0) == 0:
             raise UserError(f"--announce {address!r}: port 0 cannot be dialled; {hint}")
     return addresses
 
@@ -78,9 +81,9 @@ def _run(args: argparse.Namespace) -> None:
     listen = _check_listen(args.listen or ["/ip4/0.0.0.0/tcp/0"])
     announce = _check_announce(args.announce) if args.announce else None
     peers = _check_peers(args.peer or [])
+    relays = _check_peers(args.via or [], "--via")
     with _open_node(args) as node, NodeLock(node.profile.path):
         log = setup_logging(node.profile.path, debug=args.debug)
-        relays = _check_peers(args.via or [], "--via")
         options = RunOptions(
             listen=listen, announce=announce, peers=peers, relay=args.relay, relays=relays
         )

@@ -168,8 +168,8 @@ class NodeThread:
         # (redacted) log file instead.
         setup_logging(self.node.profile.path)
         lock = NodeLock(self.node.profile.path)
-        try:
-            lock.__enter__()
+        try:  # (taking it may wait a moment: not on this loop)
+            await trio.to_thread.run_sync(lock.__enter__)
         except NodeError as exc:
             self._say(f"{exc}. This window works offline.")
             return

@@ -147,6 +147,8 @@ PEER = "12D3KooWHpYYMB9qti75aSUFxpHWWC3vjTJeKdLr3HteZ2zEHsu7"
         ("--listen", "0.0.0.0:4001", "TCP multiaddr"),
         ("--announce", "/ip4/203.0.113.5/tcp/99999", "host and TCP port"),
         ("--announce", "/ip4/203.0.113.5/tcp/0", "port 0"),
+        ("--announce", "/ip4/203.0.113.5/tcp/00", "port 0"),
+        ("--via", "/ip4/127.0.0.1/tcp/4001", "multiaddr such as"),
         ("--announce", "/ip4/203.0.113.5", "host and TCP port"),
         ("--announce", f"/ip4/203.0.113.5/tcp/4001/p2p/{PEER}", "no /p2p/"),
         ("--announce", "", "host and TCP port"),

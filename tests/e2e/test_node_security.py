@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from crypto import EpochKey, KdfParams
+from p2pnet import _writing
 from p2pnet.node import Node, NodeError, NotAllowed, _StoreHoldings
 from protocol import RemoteProtocolError, seal_to_member, wire
 from protocol.envelope import parse_envelope
@@ -155,32 +156,46 @@ def _export(node: Node, tmp_path: Path) -> Path:
     return path
 
 
+def _keys_from_members_ben_does_not_know(
+    tmp_path: Path, names: tuple[str, ...]
+) -> tuple[Node, Node, list[Node], list[EpochKey]]:
+    """Ana's network; Ben joins, then the others; each of those seals a new epoch's
+    key to Ben, which reaches him before their admissions do."""
+    ana, ben = _node(tmp_path, "ana"), _node(tmp_path, "ben")
+    others = [_node(tmp_path, name) for name in names]
+    ana.create_network("Net", "coordination")
+    for joiner in (ben, *others):
+        request, welcome = tmp_path / f"{joiner.name}.req", tmp_path / f"{joiner.name}.wl"
+        joiner.join_request(ana.create_invite("Net"), request)
+        ana.accept_invite("Net", request, out=welcome)
+        joiner.bundle_import(welcome)
+    ben_net, keys = ben._net("Net"), []  # type: ignore[attr-defined]
+    for other in others:
+        other.bundle_import(_export(ana, tmp_path))  # they know Ben; Ben not them
+        net = other._net("Net")  # type: ignore[attr-defined]
+        new = EpochKey.generate()
+        _op, sealed = rotate_epoch(
+            other.identity,
+            net.holdings.replica.dag,
+            other.state("Net"),
+            new_epoch=new,
+            cause=net.genesis_id,
+            route_tag=net.secret.route_tag,
+            time=1_700_000_000_000,
+        )
+        _StoreHoldings(ben, ben_net).receive(sealed)  # the keys, before the admission
+        keys.append(new)
+    return ana, ben, others, keys
+
+
 def test_a_key_sealed_by_a_member_we_do_not_know_yet_opens_once_we_do(
     tmp_path: Path,
 ) -> None:
     """Sync order is not causal order: a new epoch's key can reach Ben before the
     admission of the member who sealed it. It is refused then, and opened once that
     admission arrives (it used to stay refused until a restart)."""
-    ana, ben, cyd = _node(tmp_path, "ana"), _node(tmp_path, "ben"), _node(tmp_path, "cyd")
-    ana.create_network("Net", "coordination")
-    for joiner in (ben, cyd):
-        request, welcome = tmp_path / f"{joiner.name}.req", tmp_path / f"{joiner.name}.wl"
-        joiner.join_request(ana.create_invite("Net"), request)
-        ana.accept_invite("Net", request, out=welcome)
-        joiner.bundle_import(welcome)
-    cyd.bundle_import(_export(ana, tmp_path))  # Cyd knows Ben; Ben does not know Cyd yet
-    cyd_net, ben_net = cyd._net("Net"), ben._net("Net")  # type: ignore[attr-defined]
-    new = EpochKey.generate()
-    _op, sealed = rotate_epoch(
-        cyd.identity,
-        cyd_net.holdings.replica.dag,
-        cyd.state("Net"),
-        new_epoch=new,
-        cause=cyd_net.genesis_id,
-        route_tag=cyd_net.secret.route_tag,
-        time=1_700_000_000_000,
-    )
-    _StoreHoldings(ben, ben_net).receive(sealed)  # the keys, before Cyd's admission
+    ana, ben, (cyd,), (new,) = _keys_from_members_ben_does_not_know(tmp_path, ("cyd",))
+    ben_net = ben._net("Net")  # type: ignore[attr-defined]
     assert ben._absorb_keys(ben_net) == 0  # type: ignore[attr-defined]
     assert new.epoch_id not in ben_net.epochs
     assert ben._absorb_keys(ben_net) == 0  # type: ignore[attr-defined]  # (nothing new)
@@ -188,4 +203,20 @@ def test_a_key_sealed_by_a_member_we_do_not_know_yet_opens_once_we_do(
     assert cyd.identity.public.key in ben.state("Net").active_members()
     assert new.epoch_id in ben_net.epochs
     for node in (ana, ben, cyd):
+        node.close()
+
+
+def test_only_a_few_keys_from_unknown_signers_are_tried_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The signer is the sender's to name: anyone who can seal to Ben could fill his
+    pool with keys 'from' unknown members, each opened again at every change of the
+    members. Only a few are kept for another try."""
+    monkeypatch.setattr(_writing, "_SIGNER_UNKNOWN_KEPT", 1)
+    ana, ben, others, keys = _keys_from_members_ben_does_not_know(tmp_path, ("cyd", "dan"))
+    ben_net = ben._net("Net")  # type: ignore[attr-defined]
+    assert ben._absorb_keys(ben_net) == 0  # type: ignore[attr-defined]
+    ben.bundle_import(_export(ana, tmp_path))  # both admissions arrive
+    assert sum(key.epoch_id in ben_net.epochs for key in keys) == 1
+    for node in (ana, ben, *others):
         node.close()
