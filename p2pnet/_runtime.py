@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -14,8 +14,8 @@ from p2pnet.errors import NodeError
 from protocol import NetworkState, VerifiedOp, wire
 from protocol.envelope import Envelope
 from protocol.fold import Folder
-from protocol.holdings import DagChains, MemoryHoldings
-from protocol.syncpeer import ReceiveReport
+from protocol.holdings import MemoryHoldings
+from protocol.syncpeer import ForwardingHoldings, ReceiveReport
 
 if TYPE_CHECKING:
     from p2pnet._core import NodeCore
@@ -126,7 +126,7 @@ def _envelope_id(envelope: bytes) -> bytes:
     return hashlib.blake2b(envelope, digest_size=32).digest()
 
 
-class _StoreHoldings:
+class _StoreHoldings(ForwardingHoldings):
     """The network's in-memory holdings, with every newly accepted envelope also stored
     (a :class:`protocol.syncpeer.Holdings` for sync sessions and bundle imports)."""
 
@@ -136,26 +136,13 @@ class _StoreHoldings:
         self.written = (0, 0)  # store positions (before, after) of the last receive
         self.kept: list[bytes] = []  # the envelopes the last receive stored
 
-    @property
-    def _inner(self) -> MemoryHoldings:
+    def _holdings(self) -> MemoryHoldings:
         # Looked up when used: a bundle import makes one of these for every network, and
         # only the bundle's own network needs its DAG built.
         return self._net.holdings
 
-    def chain_index(self) -> DagChains:
-        return self._inner.chain_index()
-
-    def envelope_of(self, op_id: bytes) -> bytes:
-        return self._inner.envelope_of(op_id)
-
-    def order_key(self, op_id: bytes) -> tuple[int, bytes]:
-        return self._inner.order_key(op_id)
-
-    def unattributed(self) -> Mapping[bytes, bytes]:
-        return self._inner.unattributed()
-
     def receive(self, envelopes: Sequence[bytes | Envelope]) -> ReceiveReport:
-        inner = self._inner
+        inner = self._holdings()
         inner.last_kept = []
         try:
             return inner.receive(envelopes)

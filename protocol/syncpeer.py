@@ -52,7 +52,7 @@ from protocol.sync import (
     Unattributed,
 )
 
-__all__ = ["Holdings", "ReceiveReport", "SyncEndpoint"]
+__all__ = ["ForwardingHoldings", "Holdings", "ReceiveReport", "SyncEndpoint"]
 
 _BATCH_BYTES = 1 << 20
 
@@ -87,6 +87,26 @@ class Holdings(Protocol):
             RemoteProtocolError: an envelope fails validation; nothing of the batch is kept.
         """
         ...
+
+
+class ForwardingHoldings:
+    """The reads of :class:`Holdings`, passed on to the holdings :meth:`_holdings`
+    returns: the base of wrappers that add to what ``receive`` does."""
+
+    def _holdings(self) -> Holdings:
+        raise NotImplementedError
+
+    def chain_index(self) -> ChainIndex:
+        return self._holdings().chain_index()
+
+    def envelope_of(self, op_id: bytes) -> bytes:
+        return self._holdings().envelope_of(op_id)
+
+    def order_key(self, op_id: bytes) -> tuple[int, bytes]:
+        return self._holdings().order_key(op_id)
+
+    def unattributed(self) -> Mapping[bytes, bytes]:
+        return self._holdings().unattributed()
 
 
 @dataclass(frozen=True, slots=True)

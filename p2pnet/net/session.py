@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import struct
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import trio
@@ -20,8 +20,7 @@ import trio
 from crypto import hash256
 from p2pnet.net.membership import MAX_PROOF, ProofRefused
 from protocol.envelope import Envelope
-from protocol.reconcile import ChainIndex
-from protocol.syncpeer import Holdings, ReceiveReport, SyncEndpoint
+from protocol.syncpeer import ForwardingHoldings, Holdings, ReceiveReport, SyncEndpoint
 
 __all__ = ["HANDSHAKE_S", "PROTOCOL", "Session", "StreamEnded", "exchange_proofs"]
 
@@ -78,7 +77,7 @@ async def exchange_proofs(stream: Any, proof: bytes, check: Callable[[bytes], by
         return check(await _read_exactly(stream, size))
 
 
-class _Recording:
+class _Recording(ForwardingHoldings):
     """The node's holdings, remembering which envelopes this session brought (so they
     are not pushed back to the peer that sent them).
 
@@ -97,17 +96,8 @@ class _Recording:
         # What each receive stored, and where in the store: (envelopes, (before, after)).
         self.batches: list[tuple[list[bytes], tuple[int, int]]] = []
 
-    def chain_index(self) -> ChainIndex:
-        return self._inner.chain_index()
-
-    def envelope_of(self, op_id: bytes) -> bytes:
-        return self._inner.envelope_of(op_id)
-
-    def order_key(self, op_id: bytes) -> tuple[int, bytes]:
-        return self._inner.order_key(op_id)
-
-    def unattributed(self) -> Mapping[bytes, bytes]:
-        return self._inner.unattributed()
+    def _holdings(self) -> Holdings:
+        return self._inner
 
     def receive(self, envelopes: Sequence[bytes | Envelope]) -> ReceiveReport:
         try:

@@ -3,7 +3,6 @@ goes online only when the node is online, never before or instead of the one-nod
 
 from __future__ import annotations
 
-import logging
 import time
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import pytest
 from p2pnet.net.background import NodeThread
 from p2pnet.net.runner import NodeLock
 from p2pnet.node import Node
-from tests.net.world import FAST, LOOPBACK, PASS
+from tests.net.world import FAST, LOOPBACK, PASS, reset_logging
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -20,11 +19,7 @@ pytestmark = pytest.mark.timeout(60)
 @pytest.fixture(autouse=True)
 def _quiet_logs() -> object:
     yield
-    for name in ("libp2p", "multiaddr", "p2pnet.net"):  # setup_logging's handlers
-        logger = logging.getLogger(name)
-        for handler in logger.handlers:
-            handler.close()
-        logger.handlers, logger.propagate = [], True
+    reset_logging()  # the node thread set up its log
 
 
 def _wait_for(condition: object, seconds: float = 10) -> bool:

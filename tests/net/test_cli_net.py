@@ -18,7 +18,7 @@ import pytest
 from p2pnet.net.runner import redact, setup_logging
 from p2pnet.node import Node
 from p2pnet.profile import profile_dir
-from tests.net.world import PASS, close_all, make_nodes
+from tests.net.world import PASS, close_all, make_nodes, reset_logging
 
 pytestmark = pytest.mark.timeout(90)
 ROOT = Path(__file__).resolve().parents[2]
@@ -127,11 +127,7 @@ def test_the_log_keeps_no_address_or_peer_id(tmp_path: Path) -> None:
     try:
         _log_and_check(path)
     finally:
-        for name in ("libp2p", "multiaddr", "p2pnet.net"):
-            logger = logging.getLogger(name)
-            for handler in logger.handlers:
-                handler.close()
-            logger.handlers, logger.propagate = [], True
+        reset_logging()
     assert redact("nothing to hide") == "nothing to hide"
 
 
@@ -146,11 +142,7 @@ def test_the_log_stays_private_across_rollovers(tmp_path: Path) -> None:
             handler.doRollover()
             logging.getLogger("p2pnet.net").warning("after the rollover")
         finally:
-            for name in ("libp2p", "multiaddr", "p2pnet.net"):
-                logger = logging.getLogger(name)
-                for each in logger.handlers:
-                    each.close()
-                logger.handlers, logger.propagate = [], True
+            reset_logging()
     finally:
         os.umask(old)
     rolled = path.with_name("node.log.1")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -33,6 +34,15 @@ def make_nodes(tmp: Path, names: Sequence[str], net: str = "Net") -> list[Node]:
     for joiner in nodes[1:]:
         joiner.bundle_import(everything)
     return nodes
+
+
+def reset_logging() -> None:
+    """Undo p2pnet.net.runner.setup_logging (its handlers hold node.log open)."""
+    for name in ("libp2p", "multiaddr", "p2pnet.net"):
+        logger = logging.getLogger(name)
+        for handler in logger.handlers:
+            handler.close()
+        logger.handlers, logger.propagate = [], True
 
 
 def close_all(nodes: Sequence[Node]) -> None:

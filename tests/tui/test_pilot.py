@@ -132,12 +132,9 @@ async def test_a_wrong_passphrase_says_so_and_changes_nothing(tmp_path: Path) ->
     assert before == after
 
 
-async def test_the_key_is_derived_off_the_screens_thread(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The unlock (Argon2id, slow on purpose) runs on a worker: the screen says what it is
-    doing meanwhile, and a second Enter does not open the profile twice."""
-    _profile_with_network(tmp_path)
+def _slow_unlock(monkeypatch: pytest.MonkeyPatch) -> tuple[threading.Event, list[int]]:
+    """Node.open waits for the event (a key derivation that takes its time); the list
+    counts the calls."""
     release, opened = threading.Event(), []
     real = Node.open
 
@@ -147,11 +144,26 @@ async def test_the_key_is_derived_off_the_screens_thread(
         return real(*args, **kwargs)
 
     monkeypatch.setattr(Node, "open", staticmethod(slow_open))
+    return release, opened
+
+
+async def _start_unlock(pilot: object) -> None:
+    """Type the passphrase and press Unlock, without waiting for the derivation."""
+    await _type(pilot, "#pass", PASS)
+    pilot.app.screen.query_one("#unlock", Button).press()  # type: ignore[attr-defined]
+    await pilot.pause()  # type: ignore[attr-defined]
+
+
+async def test_the_key_is_derived_off_the_screens_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The unlock (Argon2id, slow on purpose) runs on a worker: the screen says what it is
+    doing meanwhile, and a second Enter does not open the profile twice."""
+    _profile_with_network(tmp_path)
+    release, opened = _slow_unlock(monkeypatch)
     app = _app(tmp_path)
     async with app.run_test(size=SIZE) as pilot:
-        await _type(pilot, "#pass", PASS)
-        app.screen.query_one("#unlock", Button).press()
-        await pilot.pause()
+        await _start_unlock(pilot)
         assert "deriving the key" in str(app.screen.query_one("#error", Label).render())
         await _type(pilot, "#pass", PASS)
         app.screen.query_one("#unlock", Button).press()  # impatient: pressed again
@@ -168,19 +180,10 @@ async def test_a_panic_dialog_is_not_dismissed_by_an_unlock_finishing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _profile_with_network(tmp_path)
-    release = threading.Event()
-    real = Node.open
-
-    def slow_open(*args: Any, **kwargs: Any) -> Node:
-        assert release.wait(10)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(Node, "open", staticmethod(slow_open))
+    release, _opened = _slow_unlock(monkeypatch)
     app = _app(tmp_path)
     async with app.run_test(size=SIZE) as pilot:
-        await _type(pilot, "#pass", PASS)
-        app.screen.query_one("#unlock", Button).press()
-        await pilot.pause()
+        await _start_unlock(pilot)
         await pilot.press("ctrl+x")  # panic, while the key is being derived
         await pilot.pause()
         assert isinstance(app.screen, ConfirmForm)
@@ -265,16 +268,22 @@ async def test_create_a_network_with_inline_errors_first(tmp_path: Path) -> None
         assert [s.name for s in node.networks()] == ["شبکه‌ی همبستگی"]
 
 
+async def _propose_form(pilot: object) -> ProposeForm:
+    """Unlock, open the network's decisions, press p."""
+    await _unlock(pilot)
+    await _open_network(pilot, "decisions")
+    await pilot.press("p")  # type: ignore[attr-defined]
+    await pilot.pause()  # type: ignore[attr-defined]
+    form = pilot.app.screen  # type: ignore[attr-defined]
+    assert isinstance(form, ProposeForm)
+    return form
+
+
 async def test_propose_take_positions_and_close(tmp_path: Path) -> None:
     _profile_with_network(tmp_path)
     app = _app(tmp_path)
     async with app.run_test(size=SIZE) as pilot:
-        await _unlock(pilot)
-        await _open_network(pilot, "decisions")
-        await pilot.press("p")
-        await pilot.pause()
-        form = app.screen
-        assert isinstance(form, ProposeForm)
+        form = await _propose_form(pilot)
         await _press(pilot, "#ok")
         assert "title" in str(form.query_one("#error", Label).render())
         await _type(pilot, "#title", "جلسه در کتابخانه")
@@ -321,12 +330,7 @@ async def test_a_supermajority_proposal_from_the_app(tmp_path: Path) -> None:
     _profile_with_network(tmp_path)
     app = _app(tmp_path)
     async with app.run_test(size=SIZE) as pilot:
-        await _unlock(pilot)
-        await _open_network(pilot, "decisions")
-        await pilot.press("p")
-        await pilot.pause()
-        form = app.screen
-        assert isinstance(form, ProposeForm)
+        form = await _propose_form(pilot)
         await _type(pilot, "#title", "Spend the fund on the hall")
         form.query_one("#rule", Select).value = "supermajority:2/3:eligible"
         await _press(pilot, "#ok")
