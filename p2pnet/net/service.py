@@ -67,6 +67,7 @@ log = logging.getLogger("p2pnet.net")
 
 GATE_S = 5.0
 POLL_S = 0.25
+PUSH_S = 3.0  # a push to one peer that takes longer drops its session
 BACKOFF_MIN_S = 0.5
 BACKOFF_MAX_S = 60.0
 RESERVE_RETRY_S = 10.0  # after a relay refused or failed a reservation
@@ -622,14 +623,28 @@ class NetworkRuntime:
             await self._push(envelopes)
 
     async def _push(self, envelopes: list[bytes], skip: Session | None = None) -> None:
-        for peer, session in list(self.sessions.items()):
-            if session is skip:
-                continue
+        # To every session at once: a peer that stopped reading blocks only its own
+        # write, and is dropped after PUSH_S (it may reconnect and catch up by summaries);
+        # the others get the envelopes without waiting for it.
+        async with trio.open_nursery() as nursery:
+            for peer, session in list(self.sessions.items()):
+                if session is not skip:
+                    nursery.start_soon(self._push_to, peer, session, envelopes)
+
+    async def _push_to(self, peer: ID, session: Session, envelopes: list[bytes]) -> None:
+        with trio.move_on_after(PUSH_S) as bound:
             try:
                 await session.push(envelopes)
             except StreamEnded:
-                continue
-            self._status(peer).sent = session.sent
+                return
+        if bound.cancelled_caught:
+            # Cut mid-frame: the stream cannot be used any more.
+            log.info("peer %s stopped reading: session dropped", peer)
+            if self.sessions.get(peer) is session:
+                del self.sessions[peer]
+            await session.close()
+            return
+        self._status(peer).sent = session.sent
 
     # -- connections ---------------------------------------------------------------------
 

@@ -1,0 +1,71 @@
+"""Pushing new envelopes to live sessions: a peer that stopped reading delays no one
+else, and is dropped after service.PUSH_S."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+from p2pnet.net import service
+from p2pnet.net.service import NetworkRuntime
+from tests.net.world import LOOPBACK, close_all, make_nodes
+
+pytestmark = pytest.mark.timeout(60)
+
+
+class _Stuck:
+    """A session whose peer stopped reading: its write never completes."""
+
+    sent = 0
+    closed = False
+
+    async def push(self, envelopes: list[bytes]) -> None:
+        await trio.sleep_forever()
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+class _Reading:
+    sent = 0
+
+    def __init__(self) -> None:
+        self.got: list[tuple[float, list[bytes]]] = []
+
+    async def push(self, envelopes: list[bytes]) -> None:
+        self.got.append((trio.current_time(), envelopes))
+        self.sent += len(envelopes)
+
+    async def close(self) -> None:
+        raise AssertionError("a reading peer is not dropped")
+
+
+def test_a_peer_that_stopped_reading_delays_no_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(service, "PUSH_S", 0.5)
+    (ana,) = make_nodes(tmp_path, ["Ana"])
+    runtime = NetworkRuntime(ana, ana.network_id("Net"), listen=LOOPBACK)
+    stuck, reading = _Stuck(), _Reading()
+    sessions: dict[Any, Any] = {"stuck": stuck, "reading": reading}  # the stuck one first
+    runtime.sessions = sessions
+
+    async def main() -> tuple[float, float]:
+        start = trio.current_time()
+        await runtime._push([b"an envelope"])
+        return start, trio.current_time() - start
+
+    try:
+        start, took = trio.run(main)
+    finally:
+        close_all([ana])
+    ((at, envelopes),) = reading.got
+    assert envelopes == [b"an envelope"]
+    assert at - start < 0.25  # at once, not after the stuck peer's bound
+    assert runtime.status["reading"].sent == 1
+    assert stuck.closed
+    assert "stuck" not in runtime.sessions
+    assert 0.4 < took < 2
