@@ -124,7 +124,24 @@ class EpochKey:
 
     @classmethod
     def generate(cls) -> EpochKey:
-        return cls(random_bytes(EPOCH_ID_BYTES), random_bytes(KEY_BYTES))
+        """A new random key, with the epoch id that belongs to it (:meth:`id_for`)."""
+        key = random_bytes(KEY_BYTES)
+        return cls(cls.id_for(key), key)
+
+    @staticmethod
+    def id_for(key: bytes) -> bytes:
+        """The epoch id of a key: its first 16 bytes of BLAKE2b-256 under the person
+        ``p2pnet-epoch-id``. Binding the id to the key means that no one can hand out
+        another key under an epoch's id (docs/protocol.md §5.2); the id reveals nothing
+        of the key."""
+        return hash256(check_length("epoch key", key, KEY_BYTES), person=b"p2pnet-epoch-id")[
+            :EPOCH_ID_BYTES
+        ]
+
+    @property
+    def id_matches(self) -> bool:
+        """Whether :attr:`epoch_id` is the id of :attr:`key` (:meth:`id_for`)."""
+        return self.epoch_id == self.id_for(self.key)
 
     def encrypt(self, plaintext: bytes, aad: bytes, nonce: bytes) -> bytes:
         """Encrypt with the caller's fresh nonce (see :func:`random_bytes`)."""

@@ -122,6 +122,10 @@ def open_epoch_key(
         raise RemoteProtocolError("malformed epoch key") from None
     if type(announced) is not bytes or len(announced) != 32:
         raise RemoteProtocolError("malformed epoch op id")
+    if not epoch.id_matches:
+        # Another key under an epoch's id: what a member would seal to a victim to cut
+        # it off from that epoch (docs/protocol.md §5.2).
+        raise RemoteProtocolError("the epoch key does not match its epoch id")
     if epoch_op is not None and (
         epoch_op.op_id != announced
         or epoch_op.type != "epoch"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from crypto import EpochKey, KdfParams
+from crypto import EpochKey, KdfParams, random_bytes
 from p2pnet import _writing
 from p2pnet.node import Node, NodeError, NotAllowed, _StoreHoldings
 from protocol import RemoteProtocolError, seal_to_member, wire
@@ -219,4 +219,40 @@ def test_only_a_few_keys_from_unknown_signers_are_tried_again(
     ben.bundle_import(_export(ana, tmp_path))  # both admissions arrive
     assert sum(key.epoch_id in ben_net.epochs for key in keys) == 1
     for node in (ana, ben, *others):
+        node.close()
+
+
+def test_a_member_cannot_hand_out_another_key_under_an_epochs_id(tmp_path: Path) -> None:
+    """Ben seals to Cyd a key of his own under the id of Ana's new epoch, and it reaches
+    Cyd first: Cyd refuses it (the id is bound to the key), then takes Ana's. (Taking
+    Ben's would have left Cyd reading nothing under that epoch, and writing what no one
+    else could read.)"""
+    ana, ben, cyd = _node(tmp_path, "ana"), _node(tmp_path, "ben"), _node(tmp_path, "cyd")
+    ana.create_network("Net", "coordination")
+    for joiner in (ben, cyd):
+        request, welcome = tmp_path / f"{joiner.name}.req", tmp_path / f"{joiner.name}.wl"
+        joiner.join_request(ana.create_invite("Net"), request)
+        ana.accept_invite("Net", request, out=welcome)
+        joiner.bundle_import(welcome)
+    for node in (ben, cyd):
+        node.bundle_import(_export(ana, tmp_path))  # everyone knows everyone
+    real = EpochKey.generate()
+    fake = EpochKey(real.epoch_id, random_bytes(32))
+    cyd_net = cyd._net("Net")  # type: ignore[attr-defined]
+    for sealer, key in ((ben, fake), (ana, real)):
+        net = sealer._net("Net")  # type: ignore[attr-defined]
+        _op, sealed = rotate_epoch(
+            sealer.identity,
+            net.holdings.replica.dag,
+            sealer.state("Net"),
+            new_epoch=key,
+            cause=net.genesis_id,
+            route_tag=net.secret.route_tag,
+            time=1_700_000_000_000,
+        )
+        _StoreHoldings(cyd, cyd_net).receive(sealed)
+        learned = cyd._absorb_keys(cyd_net)  # type: ignore[attr-defined]
+        assert learned == (1 if key is real else 0)
+    assert cyd_net.epochs[real.epoch_id] == real
+    for node in (ana, ben, cyd):
         node.close()

@@ -281,3 +281,24 @@ def test_random_bytes() -> None:
     assert len(random_bytes(0)) == 0
     assert len(random_bytes(24)) == 24
     assert random_bytes(32) != random_bytes(32)
+
+
+@settings(max_examples=50)
+@given(key=bytes_of(32))
+def test_an_epoch_id_is_bound_to_its_key(key: bytes) -> None:
+    epoch = EpochKey(EpochKey.id_for(key), key)
+    assert epoch.id_matches
+    assert (
+        EpochKey.id_for(key)
+        == hashlib.blake2b(key, digest_size=32, person=b"p2pnet-epoch-id").digest()[:16]
+    )
+    other = bytes([key[0] ^ 1]) + key[1:]
+    assert not EpochKey(epoch.epoch_id, other).id_matches  # another key, the same id
+
+
+def test_generated_epoch_keys_carry_their_own_id() -> None:
+    keys = [EpochKey.generate() for _ in range(20)]
+    assert all(k.id_matches for k in keys)
+    assert len({k.epoch_id for k in keys}) == 20
+    with pytest.raises(KeyLengthError):
+        EpochKey.id_for(b"short")

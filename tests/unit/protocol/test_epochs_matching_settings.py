@@ -76,6 +76,32 @@ def _forged_payload(
     return seal_to_member(identity("ben").public, payload, route_tag=sim.secret.route_tag)
 
 
+def test_another_key_under_an_epochs_id_is_refused_even_from_a_member() -> None:
+    """Without the announcing op (which is sealed under the key itself), a member could
+    hand out a different key under another member's epoch id; the id is bound to the
+    key, so the payload is refused for good."""
+    sim = _network("ana", "ben")
+    state = sim.state("ben")
+    honest = EpochKey.generate()
+    for sealed_key in (honest, EpochKey(honest.epoch_id, b"f" * 32)):
+        _, envelopes = rotate_epoch(
+            identity("ana"),
+            sim.replicas["ana"].dag,
+            sim.state("ana"),
+            new_epoch=sealed_key,
+            cause=sim.genesis.op_id,
+            route_tag=sim.secret.route_tag,
+            time=sim.time,
+        )
+        if sealed_key is honest:
+            opened, _ = open_epoch_key(_sealed(envelopes[0]), identity("ben"), state)
+            assert opened == sealed_key
+            continue
+        with pytest.raises(RemoteProtocolError, match="does not match its epoch id") as refused:
+            open_epoch_key(_sealed(envelopes[0]), identity("ben"), state)
+        assert not isinstance(refused.value, SignerNotActive)  # for good
+
+
 def test_epoch_keys_from_outsiders_or_tampered_are_refused() -> None:
     sim = _network("ana", "ben")
     state = sim.state("ben")
