@@ -163,29 +163,39 @@ def _keys_from_members_ben_does_not_know(
     key to Ben, which reaches him before their admissions do."""
     ana, ben = _node(tmp_path, "ana"), _node(tmp_path, "ben")
     others = [_node(tmp_path, name) for name in names]
+    _join_all(ana, [ben, *others], tmp_path)
+    ben_net, keys = ben._net("Net"), []  # type: ignore[attr-defined]
+    for other in others:
+        other.bundle_import(_export(ana, tmp_path))  # they know Ben; Ben not them
+        new = EpochKey.generate()
+        _StoreHoldings(ben, ben_net).receive(_sealed_key(other, new))  # before admission
+        keys.append(new)
+    return ana, ben, others, keys
+
+
+def _join_all(ana: Node, joiners: list[Node], tmp_path: Path) -> None:
+    """Ana creates "Net" and admits each joiner (by invite files)."""
     ana.create_network("Net", "coordination")
-    for joiner in (ben, *others):
+    for joiner in joiners:
         request, welcome = tmp_path / f"{joiner.name}.req", tmp_path / f"{joiner.name}.wl"
         joiner.join_request(ana.create_invite("Net"), request)
         ana.accept_invite("Net", request, out=welcome)
         joiner.bundle_import(welcome)
-    ben_net, keys = ben._net("Net"), []  # type: ignore[attr-defined]
-    for other in others:
-        other.bundle_import(_export(ana, tmp_path))  # they know Ben; Ben not them
-        net = other._net("Net")  # type: ignore[attr-defined]
-        new = EpochKey.generate()
-        _op, sealed = rotate_epoch(
-            other.identity,
-            net.holdings.replica.dag,
-            other.state("Net"),
-            new_epoch=new,
-            cause=net.genesis_id,
-            route_tag=net.secret.route_tag,
-            time=1_700_000_000_000,
-        )
-        _StoreHoldings(ben, ben_net).receive(sealed)  # the keys, before the admission
-        keys.append(new)
-    return ana, ben, others, keys
+
+
+def _sealed_key(sealer: Node, key: EpochKey) -> list[bytes]:
+    """``key`` sealed by ``sealer`` to every other active member it knows of."""
+    net = sealer._net("Net")  # type: ignore[attr-defined]
+    _op, sealed = rotate_epoch(
+        sealer.identity,
+        net.holdings.replica.dag,
+        sealer.state("Net"),
+        new_epoch=key,
+        cause=net.genesis_id,
+        route_tag=net.secret.route_tag,
+        time=1_700_000_000_000,
+    )
+    return sealed
 
 
 def test_a_key_sealed_by_a_member_we_do_not_know_yet_opens_once_we_do(
@@ -228,29 +238,14 @@ def test_a_member_cannot_hand_out_another_key_under_an_epochs_id(tmp_path: Path)
     Ben's would have left Cyd reading nothing under that epoch, and writing what no one
     else could read.)"""
     ana, ben, cyd = _node(tmp_path, "ana"), _node(tmp_path, "ben"), _node(tmp_path, "cyd")
-    ana.create_network("Net", "coordination")
-    for joiner in (ben, cyd):
-        request, welcome = tmp_path / f"{joiner.name}.req", tmp_path / f"{joiner.name}.wl"
-        joiner.join_request(ana.create_invite("Net"), request)
-        ana.accept_invite("Net", request, out=welcome)
-        joiner.bundle_import(welcome)
+    _join_all(ana, [ben, cyd], tmp_path)
     for node in (ben, cyd):
         node.bundle_import(_export(ana, tmp_path))  # everyone knows everyone
     real = EpochKey.generate()
     fake = EpochKey(real.epoch_id, random_bytes(32))
     cyd_net = cyd._net("Net")  # type: ignore[attr-defined]
     for sealer, key in ((ben, fake), (ana, real)):
-        net = sealer._net("Net")  # type: ignore[attr-defined]
-        _op, sealed = rotate_epoch(
-            sealer.identity,
-            net.holdings.replica.dag,
-            sealer.state("Net"),
-            new_epoch=key,
-            cause=net.genesis_id,
-            route_tag=net.secret.route_tag,
-            time=1_700_000_000_000,
-        )
-        _StoreHoldings(cyd, cyd_net).receive(sealed)
+        _StoreHoldings(cyd, cyd_net).receive(_sealed_key(sealer, key))
         learned = cyd._absorb_keys(cyd_net)  # type: ignore[attr-defined]
         assert learned == (1 if key is real else 0)
     assert cyd_net.epochs[real.epoch_id] == real
