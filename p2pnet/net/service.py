@@ -67,7 +67,7 @@ log = logging.getLogger("p2pnet.net")
 
 GATE_S = 5.0
 POLL_S = 0.25
-PUSH_S = 3.0  # a push to one peer that takes longer drops its session
+PUSH_S = 30.0  # a push round to one peer that takes longer drops its session
 BACKOFF_MIN_S = 0.5
 BACKOFF_MAX_S = 60.0
 RESERVE_RETRY_S = 10.0  # after a relay refused or failed a reservation
@@ -616,35 +616,53 @@ class NetworkRuntime:
                 await session.close()
                 await self._disconnect(peer)
         relay, self._relay = self._relay, []
-        for origin, envelopes in relay:
-            await self._push(envelopes, skip=origin)
+        batches: list[tuple[list[bytes], Session | None]] = [
+            (envelopes, origin) for origin, envelopes in relay
+        ]
         if node.last_position(self.network_id) != self._position:
             self._position, envelopes = node.envelopes_after(self.network_id, self._position)
-            await self._push(envelopes)
+            batches.append((envelopes, None))
+        if batches:
+            await self._push(batches)
 
-    async def _push(self, envelopes: list[bytes], skip: Session | None = None) -> None:
-        # To every session at once: a peer that stopped reading blocks only its own
-        # write, and is dropped after PUSH_S (it may reconnect and catch up by summaries);
-        # the others get the envelopes without waiting for it.
+    async def _push(self, batches: list[tuple[list[bytes], Session | None]]) -> None:
+        """Send each batch to every session but the one it came from (``None``: to all).
+        One task per session: each gets its batches in order, and a slow or stuck peer
+        delays no one else."""
         async with trio.open_nursery() as nursery:
             for peer, session in list(self.sessions.items()):
-                if session is not skip:
-                    nursery.start_soon(self._push_to, peer, session, envelopes)
+                mine = [envelopes for envelopes, origin in batches if origin is not session]
+                if mine:
+                    nursery.start_soon(self._push_to, peer, session, mine)
 
-    async def _push_to(self, peer: ID, session: Session, envelopes: list[bytes]) -> None:
-        with trio.move_on_after(PUSH_S) as bound:
-            try:
-                await session.push(envelopes)
-            except StreamEnded:
-                return
-        if bound.cancelled_caught:
-            # Cut mid-frame: the stream cannot be used any more.
-            log.info("peer %s stopped reading: session dropped", peer)
-            if self.sessions.get(peer) is session:
-                del self.sessions[peer]
-            await session.close()
+    async def _push_to(self, peer: ID, session: Session, batches: list[list[bytes]]) -> None:
+        # Never raises: one session's trouble must not cancel the others' writes (a
+        # write cancelled mid-frame would break their streams).
+        try:
+            with trio.fail_after(PUSH_S):
+                for envelopes in batches:
+                    await session.push(envelopes)
+        except StreamEnded:
             return
-        self._status(peer).sent = session.sent
+        except trio.TooSlowError:
+            reason = "stopped reading (a push took too long)"
+        except Exception as exc:  # a store error while reading what to send, …
+            log.warning("push to peer %s failed", peer, exc_info=True)
+            reason = f"a push failed ({type(exc).__name__})"
+        else:
+            self._status(peer).sent = session.sent
+            return
+        await self._drop(peer, session, reason)
+
+    async def _drop(self, peer: ID, session: Session, reason: str) -> None:
+        """End a session whose stream can no longer be used (cut mid-frame), as a failed
+        one: status, backoff, disconnect (it may reconnect and catch up by summaries)."""
+        if self.sessions.get(peer) is session:
+            del self.sessions[peer]
+        self._status(peer).connected = False
+        self._failed(peer, reason)
+        await session.close()
+        await self._disconnect(peer)
 
     # -- connections ---------------------------------------------------------------------
 
