@@ -93,6 +93,7 @@ class P2pnetApp(App[None]):
         self._idle_lock_s = idle_lock_s
         self._online = False
         self._opening = False  # a key derivation is running on a worker thread
+        self._parked: Node | None = None  # opened while the panic dialog was up
         self._refresh_timer: Timer | None = None
         self._last_refresh = 0.0
         self._last_input = time.monotonic()
@@ -237,7 +238,7 @@ class P2pnetApp(App[None]):
     def _open(
         self, opening: Callable[[], Node], failed: Callable[[str], None], *, background: bool
     ) -> None:
-        if self._opening or self._thread is not None:
+        if self._opening or self._thread is not None or self._parked is not None:
             return  # one at a time (a second Enter while the key is being derived)
 
         def attempt() -> tuple[Node | None, str]:
@@ -257,10 +258,9 @@ class P2pnetApp(App[None]):
             elif not self.is_running:
                 node.close()  # the app closed while the key was being derived
             elif isinstance(self.screen, ModalScreen):
-                # A dialog came up meanwhile (the panic confirmation): it stays on top,
-                # and nothing opens under it.
-                node.close()
-                failed("Not unlocked: a dialog came up meanwhile. Unlock again.")
+                # The panic confirmation came up meanwhile: it stays on top, and the node
+                # waits for its answer (a wipe closes it first; a cancel opens it).
+                self._parked = node
             else:
                 self._opened(node)
 
@@ -317,8 +317,13 @@ class P2pnetApp(App[None]):
 
     def action_panic(self) -> None:
         def done(yes: bool | None) -> None:
+            parked, self._parked = self._parked, None
             if not yes:
+                if parked is not None:
+                    self._opened(parked)  # unlocked while the dialog was up
                 return
+            if parked is not None:
+                parked.close()
             self._close_node()
             Node.panic(self.home, self.profile)
             self.exit(message="The profile was wiped from this device.")
@@ -334,6 +339,9 @@ class P2pnetApp(App[None]):
         )
 
     def on_unmount(self) -> None:
+        if self._parked is not None:
+            self._parked.close()
+            self._parked = None
         if self._refresh_timer is not None:
             self._refresh_timer.stop()
             self._refresh_timer = None

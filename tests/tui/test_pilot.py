@@ -132,18 +132,20 @@ async def test_a_wrong_passphrase_says_so_and_changes_nothing(tmp_path: Path) ->
     assert before == after
 
 
-def _slow_unlock(monkeypatch: pytest.MonkeyPatch) -> tuple[threading.Event, list[int]]:
-    """Node.open waits for the event (a key derivation that takes its time); the list
-    counts the calls."""
+def _slow_unlock(
+    monkeypatch: pytest.MonkeyPatch, method: str = "open"
+) -> tuple[threading.Event, list[int]]:
+    """Node.open (or Node.create) waits for the event (a key derivation that takes its
+    time); the list counts the calls."""
     release, opened = threading.Event(), []
-    real = Node.open
+    real = getattr(Node, method)
 
-    def slow_open(*args: Any, **kwargs: Any) -> Node:
+    def slow(*args: Any, **kwargs: Any) -> Node:
         opened.append(1)
         assert release.wait(10)
-        return real(*args, **kwargs)
+        return real(*args, **kwargs)  # type: ignore[no-any-return]
 
-    monkeypatch.setattr(Node, "open", staticmethod(slow_open))
+    monkeypatch.setattr(Node, method, staticmethod(slow))
     return release, opened
 
 
@@ -193,6 +195,30 @@ async def test_a_panic_dialog_is_not_dismissed_by_an_unlock_finishing(
         assert isinstance(app.screen, ConfirmForm)  # still asking
         await _press(pilot, "#ok")
     assert not profile_dir(tmp_path, "default").exists()  # and the wipe happened
+
+
+async def test_a_panic_dialog_cancelled_while_creating_the_identity_opens_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    release, _created = _slow_unlock(monkeypatch, "create")
+    app = _app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await _type(pilot, "#name", "Shirin")
+        await _type(pilot, "#pass", PASS)
+        await _type(pilot, "#again", PASS)
+        app.screen.query_one("#create", Button).press()
+        await pilot.pause()
+        await pilot.press("ctrl+x")  # panic, while the identity is being made
+        await pilot.pause()
+        release.set()
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmForm)  # the dialog stays
+        await pilot.press("escape")  # not now
+        await pilot.pause()
+        assert isinstance(app.screen, NetworksScreen)  # and the identity is open
+    with Node.open(tmp_path, "default", PASS) as node:
+        assert node.name == "Shirin"
 
 
 async def test_an_unexpected_failure_while_unlocking_can_be_tried_again(
