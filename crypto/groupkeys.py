@@ -7,9 +7,9 @@ encrypts anything itself; keyed BLAKE2b with a distinct personalisation derives 
 per purpose (route tag, libp2p PSK, LAN-discovery token), so no derived value reveals
 another or the secret.
 
-Shared-state ops are encrypted under an *epoch key* (random 32 bytes, with a random
-16-byte epoch id). A removal starts a new epoch whose key is sealed to each remaining
-member; the removed member never learns it.
+Shared-state ops are encrypted under an *epoch key* (random 32 bytes, with a 16-byte
+epoch id derived from it: :meth:`EpochKey.id_for`). A removal starts a new epoch whose
+key is sealed to each remaining member; the removed member never learns it.
 
 AEAD is XChaCha20-Poly1305 with a fresh random 24-byte nonce per message: random nonces
 of that size are safe for any realistic number of messages under one key. The header

@@ -179,8 +179,12 @@ class Writing(NodeCore):
                 continue
             except (CryptoError, RemoteProtocolError):
                 continue  # for another member, or not an epoch key
-            if key.epoch_id in net.epochs:
-                continue
+            held = net.epochs.get(key.epoch_id)
+            if held is not None and (held == key or held.id_matches):
+                continue  # (a held key whose id is its own is this very key)
+            # A new epoch, or a key that replaces one a welcome gave under this id which
+            # is not its id's key (a welcome cannot check ids: older epochs have random
+            # ones).
             net.epochs[key.epoch_id] = key
             self.profile.store.put(net.network_id, _NETWORK_KEY, _pack_network(net))
             # The rows these envelopes are in were stored unchecked: keep their ops now

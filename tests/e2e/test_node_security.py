@@ -251,3 +251,20 @@ def test_a_member_cannot_hand_out_another_key_under_an_epochs_id(tmp_path: Path)
     assert cyd_net.epochs[real.epoch_id] == real
     for node in (ana, ben, cyd):
         node.close()
+
+
+def test_a_sealed_key_replaces_a_wrong_one_a_welcome_gave_under_its_id(tmp_path: Path) -> None:
+    """A welcome cannot check epoch ids (older epochs have random ones): an inviter could
+    give a wrong key under a current epoch's id. The right key, sealed to the member
+    later, replaces it (its id is its own); a wrong one never replaces a right one."""
+    ana, cyd = _node(tmp_path, "ana"), _node(tmp_path, "cyd")
+    _join_all(ana, [cyd], tmp_path)
+    real = EpochKey.generate()
+    cyd_net = cyd._net("Net")  # type: ignore[attr-defined]
+    cyd_net.epochs[real.epoch_id] = EpochKey(real.epoch_id, random_bytes(32))  # the welcome's
+    _StoreHoldings(cyd, cyd_net).receive(_sealed_key(ana, real))
+    assert cyd._absorb_keys(cyd_net) == 1  # type: ignore[attr-defined]
+    assert cyd_net.epochs[real.epoch_id] == real
+    assert cyd_net.holdings.epochs[real.epoch_id] == real
+    for node in (ana, cyd):
+        node.close()
