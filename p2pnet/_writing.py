@@ -25,7 +25,7 @@ from protocol.epochs import SignerNotActive, open_epoch_key, rotate_epoch
 __all__ = ["Writing"]
 
 
-_SIGNER_UNKNOWN_KEPT = 64  # sealed keys from unknown signers tried again (see _absorb_keys)
+_SIGNER_UNKNOWN_KEPT = 10_000  # sealed keys from unknown signers remembered (_absorb_keys)
 
 
 class Writing(NodeCore):
@@ -152,13 +152,15 @@ class Writing(NodeCore):
         # here are tried again once the active members change: the signer's admission
         # may arrive after the key. (Not at every call: anyone can seal envelopes to us.)
         tried = net.extra.setdefault("tried", set())
-        signer_unknown = net.extra.setdefault("signer-unknown", set())
-        if signer_unknown:
-            active = frozenset(net.state().active_members())
-            if active != net.extra.get("active-when-tried"):
-                tried -= signer_unknown
-                signer_unknown.clear()
-            net.extra["active-when-tried"] = active
+        # Signer -> the envelopes refused because that signer is not an active member
+        # here (yet): tried again once it is, and only then. (The signer did sign them, but
+        # anyone can make keys: made-up signers are never active, so they cost nothing
+        # more; and only so many are remembered.)
+        waiting: dict[bytes, set[bytes]] = net.extra.setdefault("signer-unknown", {})
+        if waiting:
+            active = net.state().active_members()
+            for signer in [s for s in waiting if s in active]:
+                tried -= waiting.pop(signer)
         for envelope_id, data in list(net.holdings.unattributed().items()):
             if envelope_id in tried:
                 continue
@@ -169,13 +171,9 @@ class Writing(NodeCore):
             state = net.state()
             try:
                 key, _announced = open_epoch_key(envelope, self.identity, state)
-            except SignerNotActive:
-                # The signer field is the sender's to choose: only a few are kept for
-                # another try (a rotation's key is one envelope per rotation).
-                if len(signer_unknown) < _SIGNER_UNKNOWN_KEPT:
-                    if not signer_unknown:
-                        net.extra["active-when-tried"] = frozenset(state.active_members())
-                    signer_unknown.add(envelope_id)
+            except SignerNotActive as refused:
+                if sum(map(len, waiting.values())) < _SIGNER_UNKNOWN_KEPT:
+                    waiting.setdefault(refused.signer, set()).add(envelope_id)
                 continue
             except (CryptoError, RemoteProtocolError):
                 continue  # for another member, or not an epoch key

@@ -42,8 +42,13 @@ _MAX_PAYLOAD = 512
 
 
 class SignerNotActive(RemoteProtocolError):
-    """The payload's signer is not an active member of the state we hold: perhaps one we
-    have not learned of yet (the only refusal that a later state may lift)."""
+    """The payload's signer (who did sign it) is not an active member of the state we
+    hold: perhaps one we have not learned of yet (the only refusal that a later state may
+    lift)."""
+
+    def __init__(self, signer: bytes) -> None:
+        super().__init__("epoch key not sealed by an active member")
+        self.signer = signer
 
 
 def rotate_epoch(
@@ -112,11 +117,13 @@ def open_epoch_key(
     _, network_id, epoch_id, key, announced, signer = body
     if network_id != state.network_id:
         raise RemoteProtocolError("epoch key for another network")
-    member = state.members.get(signer) if type(signer) is bytes else None
+    # The signature first: a refusal that a later state may lift then names a signer who
+    # did sign the payload (not any bytes a sender put there).
+    verify_signature(signer, _DOMAIN, body_bytes, signature)
+    member = state.members.get(signer)
     if member is None or not member.active:
-        raise SignerNotActive("epoch key not sealed by an active member")
+        raise SignerNotActive(signer)
     try:
-        verify_signature(signer, _DOMAIN, body_bytes, signature)
         epoch = EpochKey(epoch_id, key)
     except KeyLengthError:
         raise RemoteProtocolError("malformed epoch key") from None

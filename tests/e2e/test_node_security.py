@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -177,10 +178,14 @@ def _join_all(ana: Node, joiners: list[Node], tmp_path: Path) -> None:
     """Ana creates "Net" and admits each joiner (by invite files)."""
     ana.create_network("Net", "coordination")
     for joiner in joiners:
-        request, welcome = tmp_path / f"{joiner.name}.req", tmp_path / f"{joiner.name}.wl"
-        joiner.join_request(ana.create_invite("Net"), request)
-        ana.accept_invite("Net", request, out=welcome)
-        joiner.bundle_import(welcome)
+        _admit(ana, joiner, tmp_path)
+
+
+def _admit(ana: Node, joiner: Node, tmp_path: Path) -> None:
+    request, welcome = tmp_path / f"{joiner.name}.req", tmp_path / f"{joiner.name}.wl"
+    joiner.join_request(ana.create_invite("Net"), request)
+    ana.accept_invite("Net", request, out=welcome)
+    joiner.bundle_import(welcome)
 
 
 def _sealed_key(sealer: Node, key: EpochKey) -> list[bytes]:
@@ -267,4 +272,45 @@ def test_a_sealed_key_replaces_a_wrong_one_a_welcome_gave_under_its_id(tmp_path:
     assert cyd_net.epochs[real.epoch_id] == real
     assert cyd_net.holdings.epochs[real.epoch_id] == real
     for node in (ana, cyd):
+        node.close()
+
+
+def test_a_key_from_a_made_up_signer_is_not_opened_again_when_members_change(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Anyone can make keys and sign a payload: a key refused because its signer is not
+    a member is tried again only when that signer becomes one, so made-up signers cost
+    one opening each, not one per change of the members."""
+    ana, ben, cyd, outsider = (_node(tmp_path, n) for n in ("ana", "ben", "cyd", "eve"))
+    _join_all(ana, [ben], tmp_path)
+    ben.bundle_import(_export(ana, tmp_path))
+    ben_net = ben._net("Net")  # type: ignore[attr-defined]
+    junk = rotate_epoch(  # Eve, no member, signs a key with her own identity, sealed to Ben
+        outsider.identity,
+        ben_net.holdings.replica.dag,
+        ben.state("Net"),
+        new_epoch=EpochKey.generate(),
+        cause=ben_net.genesis_id,
+        route_tag=ben_net.secret.route_tag,
+        time=1_700_000_000_000,
+    )[1]
+    _StoreHoldings(ben, ben_net).receive(junk)
+    opened: list[bytes] = []
+    real = _writing.open_epoch_key
+
+    def counting(envelope: Any, *args: Any, **kwargs: Any) -> Any:
+        opened.append(envelope.envelope_id)
+        return real(envelope, *args, **kwargs)
+
+    monkeypatch.setattr(_writing, "open_epoch_key", counting)
+    assert ben._absorb_keys(ben_net) == 0  # type: ignore[attr-defined]
+    tried = len(opened)
+    _admit(ana, cyd, tmp_path)  # the members change
+    ben.bundle_import(_export(ana, tmp_path))
+    assert cyd.identity.public.key in ben.state("Net").active_members()
+    ben._absorb_keys(ben_net)  # type: ignore[attr-defined]
+    eves = {parse_envelope(e).envelope_id for e in junk}
+    assert eves <= set(opened[:tried])  # tried once ...
+    assert not eves & set(opened[tried:])  # ... and not again (other envelopes came since)
+    for node in (ana, ben, cyd, outsider):
         node.close()
