@@ -366,17 +366,10 @@ class Store:
         Raises:
             StoreCorrupt: a row does not decrypt.
         """
-        key = self._key
-        net = key.index(network_id)
         found: dict[bytes, bytes] = {}
         for op_id in op_ids:
-            row = self._db.execute(
-                "SELECT eid, data FROM envelopes WHERE net = ? AND op = ?", (net, key.index(op_id))
-            ).fetchone()
-            if row is None:
-                continue
-            data = self._open_envelope(row[1], row[0])
-            if data[0] == 1:
+            data = self._flagged_envelope_of_op(network_id, op_id)
+            if data is not None and data[0] == 1:
                 found[op_id] = data[1:]
         return found
 
@@ -386,12 +379,17 @@ class Store:
         Raises:
             StoreCorrupt: the row does not decrypt.
         """
+        data = self._flagged_envelope_of_op(network_id, op_id)
+        return None if data is None else data[1:]
+
+    def _flagged_envelope_of_op(self, network_id: bytes, op_id: bytes) -> bytes | None:
+        # The row's envelope with its leading "verified" flag byte (_open_envelope).
         key = self._key
         row = self._db.execute(
             "SELECT eid, data FROM envelopes WHERE net = ? AND op = ?",
             (key.index(network_id), key.index(op_id)),
         ).fetchone()
-        return None if row is None else self._open_envelope(row[1], row[0])[1:]
+        return None if row is None else self._open_envelope(row[1], row[0])
 
     def envelope(self, network_id: bytes, envelope_id: bytes) -> bytes | None:
         """The stored envelope with this id, or None.
