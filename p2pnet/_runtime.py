@@ -143,7 +143,6 @@ class _StoreHoldings(ForwardingHoldings):
 
     def receive(self, envelopes: Sequence[bytes | Envelope]) -> ReceiveReport:
         inner = self._holdings()
-        inner.last_kept = []
         try:
             return inner.receive(envelopes)
         finally:
