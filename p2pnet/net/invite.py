@@ -176,8 +176,14 @@ async def _ask(
             progress(len(payload), size)
     if status == WELCOME:
         return JoinOutcome("welcome", welcome=bytes(payload))
-    note = payload.decode("utf-8", errors="replace")
-    return JoinOutcome("pending" if status == PENDING else "refused", note)
+    return JoinOutcome("pending" if status == PENDING else "refused", note_text(payload))
+
+
+def note_text(payload: bytes | bytearray) -> str:
+    """The inviter node's note as a line to show: the peer chose these bytes, so control
+    characters (terminal escapes, line breaks, direction overrides) are dropped."""
+    text = payload.decode("utf-8", errors="replace")
+    return "".join(ch for ch in text if ch.isprintable()).strip()
 
 
 async def join_async(

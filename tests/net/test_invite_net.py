@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from p2pnet.net.invite import ask_once
+from p2pnet.net.invite import ask_once, note_text
 from p2pnet.node import Node
 from protocol.invite import parse_invite_code
 from tests.net.test_cli_net import ROOT, _cli, _start_run, _stop
@@ -128,3 +128,11 @@ def test_an_online_joiner_sees_a_proposal_within_two_seconds(tmp_path: Path) -> 
         trio.run(main)
     finally:
         close_all([ana, ben])
+
+
+def test_an_inviter_nodes_note_reaches_the_screen_without_control_characters() -> None:
+    """The note comes from the node at the invite's address: escapes, line breaks and
+    direction overrides it chose are not printed to the joiner's terminal."""
+    hostile = "\x1b[2J\x1b]0;title\x07Decision \u202epending\u202c\nopen\r".encode()
+    assert note_text(hostile) == "[2J]0;titleDecision pendingopen"
+    assert note_text(b"\xff\xfe waiting") == "\ufffd\ufffd waiting"
