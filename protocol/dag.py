@@ -159,6 +159,106 @@ class _Vectors:
         cache[number] = raw
 
 
+class _IdIndex:
+    """Op id -> index in the DAG, for every indexed op, without a dict of them all.
+
+    A dict of 100k op ids took 5.2 MB, and its values an int object each (2.8 MB more),
+    a quarter of a node's memory. Here: a dict of the ops indexed lately (:attr:`near`),
+    and an open-addressing table for the others: 4-byte slots, each the index of an op in
+    the DAG's list of ids or -1, at most half full, linear probing from the id's hash
+    (1 MB at 100k ops). Ops move from the dict to the table :attr:`NEAR` at a time, in
+    one loop, once twice that many are in the dict, so the newest ``NEAR`` at least stay
+    in it: nearly every parent an op names is one of them. A lookup in the table runs in
+    Python (some 0.2 us); an op found there is kept in the dict too (an electorate asks
+    about the members' admissions at every vote) until the dict holds too many.
+
+    :meth:`Dag._insert` adds an op (to the dict; :meth:`move` when it is full) and knows
+    it is new without a lookup in the table when its lamport is above that of every op
+    in the table (at a start-up, all of them: ops come in fold order).
+    Op ids are BLAKE2b digests no one can aim at a slot; ``hash()`` of bytes is keyed per
+    process and cached in the object.
+    """
+
+    NEAR = 2048
+
+    __slots__ = ("_lamports", "_mask", "_table", "ids", "near", "table_lamport", "tabled")
+
+    def __init__(self, ids: list[bytes], lamports: array[int]) -> None:
+        self.ids = ids  # the DAG's columns, by index
+        self._lamports = lamports
+        self.near: dict[bytes, int] = {}
+        self.tabled = 0  # ops below this index are in the table (and maybe in near)
+        self.table_lamport = 0  # the highest lamport in the table
+        self._table = array("i", [-1]) * 1024
+        self._mask = 1023
+
+    def find(self, op_id: bytes) -> int:
+        """The index of ``op_id``, or -1 if it is not indexed."""
+        i = self.near.get(op_id)
+        if i is not None:
+            return i
+        i = self.in_table(op_id)
+        if i >= 0:
+            near = self.near
+            if len(near) >= 4 * self.NEAR:
+                self._cut_near()
+            near[op_id] = i
+        return i
+
+    def __getitem__(self, op_id: bytes) -> int:
+        i = self.find(op_id)
+        if i < 0:
+            raise KeyError(op_id)
+        return i
+
+    def reserve(self, count: int) -> None:
+        """Make room for ``count`` ops in all without growing the table again."""
+        size = len(self._table)
+        while 2 * count > size:
+            size *= 2
+        if size != len(self._table):
+            self._table = array("i", [-1]) * size
+            self._mask = size - 1
+            self._fill(0, self.tabled)
+
+    def in_table(self, op_id: bytes) -> int:
+        """The index of ``op_id`` if it is in the table, else -1."""
+        table, mask, ids = self._table, self._mask, self.ids
+        h = hash(op_id) & mask
+        while True:
+            i = table[h]
+            if i < 0 or ids[i] == op_id:
+                return i
+            h = (h + 1) & mask
+
+    def move(self, stop: int) -> None:
+        """Move ops :attr:`tabled` to ``stop - 1`` from the dict to the table."""
+        start = self.tabled
+        self.reserve(stop)
+        self._fill(start, stop)
+        self.tabled = stop
+        self.table_lamport = max(self.table_lamport, *self._lamports[start:stop])
+        near, ids = self.near, self.ids
+        for i in range(start, stop):
+            del near[ids[i]]
+
+    def _fill(self, start: int, stop: int) -> None:
+        table, mask, ids = self._table, self._mask, self.ids
+        for i in range(start, stop):
+            h = hash(ids[i]) & mask
+            while table[h] >= 0:
+                h = (h + 1) & mask
+            table[h] = i
+
+    def _cut_near(self) -> None:
+        # Only the ops not in the table, in place (callers hold the dict; an entry never
+        # goes wrong, it can only be missing).
+        ids, near = self.ids, self.near
+        near.clear()
+        for i in range(self.tabled, len(ids)):
+            near[ids[i]] = i
+
+
 class Dag:
     """An index over the ops of one network. Pure: holds no op bodies beyond waiting ops.
 
@@ -170,12 +270,12 @@ class Dag:
         """``keep_vectors``: keep every op's version vector as an int (for a one-shot
         fold, which reads them all right after); otherwise only the newest (_Vectors)."""
         self.genesis_id = genesis_id
-        self._index: dict[bytes, int] = {}
         self._ids: list[bytes] = []
         # Parallel columns, one entry per indexed op (arrays: 4 bytes, not a 28-byte int).
         self._author = array("I")
         self._seq = array("I")
         self._lamport = array("I")
+        self._index = _IdIndex(self._ids, self._lamport)
         # The parents of op i are _parents[_parent_ends[i - 1]:_parent_ends[i]]: one flat
         # array, not 100k tuples for the cyclic collector to walk after a start-up.
         self._parents = array("I")
@@ -198,7 +298,7 @@ class Dag:
     # -- reading -------------------------------------------------------------------------
 
     def __contains__(self, op_id: object) -> bool:
-        return op_id in self._index
+        return isinstance(op_id, bytes) and self._index.find(op_id) >= 0
 
     def __len__(self) -> int:
         return len(self._ids)
@@ -227,7 +327,7 @@ class Dag:
 
     def knows(self, op_id: bytes) -> bool:
         """Whether ``op_id`` is indexed, waits for a parent, or was rejected."""
-        return op_id in self._index or op_id in self._waiting_ids or op_id in self._rejected
+        return self._index.find(op_id) >= 0 or op_id in self._waiting_ids or op_id in self._rejected
 
     def held(self) -> list[bytes]:
         """The ids of every op indexed or waiting for a parent."""
@@ -335,13 +435,16 @@ class Dag:
         """``lambda ancestor: in_past(ancestor, op_id)``, for many questions about one op
         (an electorate: one per member): the op's vector is read once."""
         index, lamports, authors, seqs = self._index, self._lamport, self._author, self._seq
+        near = index.near
         equivocators = self._equivocators
         x = index[op_id]
         floor = lamports[x]
         vector = self._vector[x]
 
         def in_past(ancestor: bytes) -> bool:
-            a = index[ancestor]
+            a = near.get(ancestor)
+            if a is None:
+                a = index[ancestor]
             if a == x:
                 return True
             if lamports[a] >= floor:
@@ -396,18 +499,23 @@ class Dag:
         """
         op_id = op[0]
         index = self._index
-        if op_id in index or op_id in self._waiting_ids or op_id in self._rejected:
+        # (An op indexed long ago is found in _insert, which knows its lamport checked.)
+        if op_id in index.near or op_id in self._waiting_ids or op_id in self._rejected:
             return []
         try:
-            parents = tuple([index[p] for p in op[5]])
+            parents = tuple([index.near[p] for p in op[5]])  # nearly always recent ones
         except KeyError:
-            if bounded and len(self._waiting_ids) >= MAX_WAITING:
-                raise OverflowError("too many ops wait for missing parents") from None
-            self._waiting_ids.add(op_id)
-            # Wait on one missing parent; when it arrives the op is offered again.
-            missing = next(p for p in op[5] if p not in index)
-            self._waiting.setdefault(missing, []).append(op)
-            return []
+            found = [index.find(p) for p in op[5]]
+            if -1 not in found:
+                parents = tuple(found)
+            else:
+                if bounded and len(self._waiting_ids) >= MAX_WAITING:
+                    raise OverflowError("too many ops wait for missing parents") from None
+                self._waiting_ids.add(op_id)
+                # Wait on one missing parent; when it arrives the op is offered again.
+                missing = op[5][found.index(-1)]
+                self._waiting.setdefault(missing, []).append(op)
+                return []
         if not self._waiting:  # the common case: nothing can be waiting on this op
             return [op] if self._insert(op, parents) else []
         ready: list[VerifiedOp] = []
@@ -418,7 +526,7 @@ class Dag:
                 ready.append(current)
                 for child in self._waiting.pop(current.op_id, []):
                     self._waiting_ids.discard(child.op_id)
-                    still_missing = [p for p in child.parents if p not in index]
+                    still_missing = [p for p in child.parents if index.find(p) < 0]
                     if still_missing:
                         self._waiting_ids.add(child.op_id)
                         self._waiting.setdefault(still_missing[0], []).append(child)
@@ -433,6 +541,11 @@ class Dag:
             ready.extend(self.add(op))
         return ready
 
+    def reserve(self, count: int) -> None:
+        """Make room for ``count`` more ops at once (a caller about to add that many):
+        the op-id table is not grown step by step on the way."""
+        self._index.reserve(len(self._ids) + count)
+
     def _reject(self, op: VerifiedOp, reason: str) -> bool:
         self._rejected.add(op.op_id)
         self.rejected.append(Rejected(op.op_id, reason))
@@ -442,6 +555,10 @@ class Dag:
         # ``parents``: the indices of the op's parents, every one of them indexed. (Runs
         # once per op at every start-up: attributes are read once, common cases inline.)
         op_id, _net, author, seq, lamport = op[:5]
+        by_id = self._index
+        near = by_id.near
+        if op_id in near or (lamport <= by_id.table_lamport and by_id.in_table(op_id) >= 0):
+            return False  # indexed already (_IdIndex.has)
         lamports = self._lamport
         if not parents:
             if op_id != self.genesis_id:
@@ -466,8 +583,10 @@ class Dag:
         vector = self._vector_of(parents, slot * _FIELD, seq)
         ids = self._ids
         index = len(ids)
-        self._index[op_id] = index
         ids.append(op_id)
+        near[op_id] = index  # _IdIndex.put
+        if index + 1 - by_id.tabled >= 2 * _IdIndex.NEAR:
+            by_id.move(index + 1 - _IdIndex.NEAR)
         self._author.append(slot)
         self._seq.append(seq)
         lamports.append(lamport)

@@ -311,6 +311,7 @@ class MemoryHoldings:
             buffer += signed
             ends.append(len(buffer))
         dag = self.replica.dag
+        dag.reserve(len(op_ids))
         before = len(dag.rejected)
         with no_gc_pauses():
             indexed = self.replica.add_in_order(stream)

@@ -718,3 +718,45 @@ def test_next_op_on_a_fork_builds_on_the_highest_id() -> None:
     assert op.seq == 3
     assert max(f.op_id for f in forks) in op.parents
     assert dag.add(op) == [op]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    ops=random_dags(equivocate=True),
+    seed=st.randoms(use_true_random=False),
+    near=st.integers(1, 3),
+    reserve=st.integers(0, 40),
+)
+def test_the_op_id_index_finds_every_op_and_only_those(
+    ops: list[VerifiedOp], seed: random.Random, near: int, reserve: int
+) -> None:
+    """Op ids move from the dict of recent ops to the table ``near`` at a time: every
+    indexed op is found in either (and cached back in the dict), a copy of an op long
+    moved to the table is still a duplicate, and an id never indexed is not found."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(protocol.dag._IdIndex, "NEAR", near)
+        shuffled = list(ops)
+        seed.shuffle(shuffled)
+        dag = Dag(GENESIS.op_id)
+        dag.reserve(reserve)
+        for n, op in enumerate(shuffled):
+            dag.add(op)
+            again = seed.choice(shuffled[: n + 1])  # a copy arrives, maybe long after
+            assert dag.add(again) == []
+        _check_queries(dag, ops)
+        for _ in range(2):  # the second time from the dict, after the first found them
+            for op in seed.sample(ops, len(ops)):
+                assert op.op_id in dag
+                assert dag.knows(op.op_id)
+                assert dag.lamport(op.op_id) == op.lamport
+                assert dag.add(op) == []
+        assert len(dag) == len(ops)
+        for i in range(20):
+            stranger = bytes([i]) * 32
+            assert stranger not in dag
+            assert not dag.knows(stranger)
+            with pytest.raises(KeyError):
+                dag.lamport(stranger)
+        assert b"not bytes" not in dag
+        if len(ops) > 3 * near:
+            assert dag._index.tabled > 0  # the table was used
