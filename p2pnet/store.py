@@ -75,8 +75,11 @@ SCHEMA_VERSION = len(_MIGRATIONS)
 _PROFILE_NET = b"\x00" * 16  # the `net` of profile-wide local rows
 _BUSY_TIMEOUT_S = 10.0
 _PAGE_BYTES = 8192
-_ENVELOPE_ID_BYTES = 32
-_OP_HEAD = 8 + _ENVELOPE_ID_BYTES  # a stored op: lamport (8 bytes, big-endian), envelope id
+# A stored op: a format byte and the lamport (7 bytes, big-endian), the op id, the signed
+# op. Rows written before the op id was kept have the format byte 0 (the top byte of an
+# 8-byte lamport) and the envelope id in its place: a start-up hashes their op again.
+_OP_HEAD = 8 + 32
+_OP_WITH_ID = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,11 +93,13 @@ class StoredEnvelope:
 
 class StoredOp(NamedTuple):
     """A verified op as the store keeps it beside its envelope: what a start-up reloads
-    (with one decryption under the profile key, and no epoch key). The lamport and the
-    signed op first: what :meth:`protocol.holdings.MemoryHoldings.reload` reads."""
+    (with one decryption under the profile key, and no epoch key). The lamport, the
+    signed op and its id first: what :meth:`protocol.holdings.MemoryHoldings.reload`
+    reads. ``op_id`` is None in rows stored before it was kept."""
 
     lamport: int
     signed: bytes
+    op_id: bytes | None
     position: int
 
 
@@ -135,8 +140,9 @@ class Transaction:
             if op is not None:
                 if not verified:
                     raise ValueError("only verified envelopes keep their op")
+                _check_envelope_id(eid)
                 op_idx = key.index(op.op_id)
-                signed = key.seal(_pack_op(eid, op), _op_aad(eid_idx))
+                signed = key.seal(_pack_op(op), _op_aad(eid_idx))
             rows.append((eid_idx, net, key.seal(flag + data, b"env" + eid_idx), op_idx, signed))
         before = self._db.total_changes
         self._db.executemany(
@@ -158,8 +164,9 @@ class Transaction:
         net = key.index(network_id)
         rows = []
         for eid, op in ops:
+            _check_envelope_id(eid)
             eid_idx = key.index(eid)
-            signed = key.seal(_pack_op(eid, op), _op_aad(eid_idx))
+            signed = key.seal(_pack_op(op), _op_aad(eid_idx))
             rows.append((key.index(op.op_id), signed, eid_idx, net))
         self._db.executemany(
             "UPDATE envelopes SET op = ?, signed = ? WHERE eid = ? AND net = ?", rows
@@ -472,11 +479,12 @@ class Store:
                     plain = open_(signed, b"op" + eid_idx)  # _op_aad, inlined
                 except DecryptionFailed:
                     raise StoreCorrupt("a stored op does not decrypt") from None
-                if len(plain) <= _OP_HEAD:
+                if len(plain) <= _OP_HEAD or plain[0] > _OP_WITH_ID:
                     raise StoreCorrupt("a stored op is damaged")
                 with memoryview(plain) as head:
-                    lamport = from_bytes(head[:8], "big")
-                yield make(stored_op, (lamport, plain[_OP_HEAD:], position))
+                    lamport = from_bytes(head[1:8], "big")
+                op_id = plain[8:_OP_HEAD] if plain[0] else None
+                yield make(stored_op, (lamport, plain[_OP_HEAD:], op_id, position))
                 continue
             data = self._open_envelope(sealed, eid_idx)
             yield StoredEnvelope(position, data[1:], data[0] == 1)
@@ -495,10 +503,15 @@ class Store:
         self._db.close()
 
 
-def _pack_op(envelope_id: bytes, op: VerifiedOp) -> bytes:
-    if len(envelope_id) != _ENVELOPE_ID_BYTES:
+def _check_envelope_id(envelope_id: bytes) -> None:
+    if len(envelope_id) != 32:
         raise ValueError("an envelope id is 32 bytes")
-    return op.lamport.to_bytes(8, "big") + envelope_id + op.signed
+
+
+def _pack_op(op: VerifiedOp) -> bytes:
+    # The op id is kept so that a start-up need not hash every op again: it is sealed
+    # with the op under the profile key, as trustworthy as the signed bytes beside it.
+    return bytes((_OP_WITH_ID,)) + op.lamport.to_bytes(7, "big") + op.op_id + op.signed
 
 
 def _op_aad(eid_idx: bytes) -> bytes:

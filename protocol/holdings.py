@@ -279,9 +279,11 @@ class MemoryHoldings:
 
     def reload(self, stored: Iterable[Sequence[Any]]) -> int:
         """Take back ops this node verified and kept (its own store, through the archive):
-        ``(lamport, signed_op)`` in arrival order (an op already held is skipped).
-        Signatures are not checked again (:func:`~protocol.signed.reload_kept_op`); the
-        DAG rules and the fold run as for any op. Returns how many ops became indexed.
+        ``(lamport, signed_op, op_id)`` in arrival order (an op already held is skipped);
+        ``op_id`` None to have it computed, else trusted as the op's (it was kept with the
+        op, under the same key). Signatures are not checked again
+        (:func:`~protocol.signed.reload_kept_op`); the DAG rules and the fold run as for
+        any op. Returns how many ops became indexed.
 
         The ops are folded as a stream: a first pass keeps only their signed bytes (in one
         buffer), lamports and ids, then each op is decoded, indexed, folded and dropped in
@@ -302,7 +304,9 @@ class MemoryHoldings:
             # it once.)
             lamport: int = row[0]
             signed: bytes = row[1]
-            op_id = _blake2b(signed, digest_size=32).digest()  # op_id_of, inlined
+            op_id: bytes | None = row[2]
+            if op_id is None:
+                op_id = _blake2b(signed, digest_size=32).digest()  # op_id_of, inlined
             if lamport < last_lamport or (lamport == last_lamport and op_id < last_id):
                 stream.in_order = False
             last_lamport, last_id = lamport, op_id

@@ -13,7 +13,7 @@ import pytest
 
 from crypto import Identity, LocalKey
 from p2pnet.errors import StoreCorrupt, StoreError
-from p2pnet.store import SCHEMA_VERSION, Store, StoredEnvelope, StoredOp
+from p2pnet.store import SCHEMA_VERSION, Store, StoredEnvelope, StoredOp, _op_aad
 from protocol import sign_op
 from protocol.signed import VerifiedOp
 
@@ -305,9 +305,9 @@ def test_a_verified_envelope_keeps_its_op_beside_it(store: Store) -> None:
     store.add_envelopes(NET, [(b"c" * 32, b"env-c", second)])
     rows = list(store.load(NET))
     assert [type(r) for r in rows] == [StoredOp, StoredEnvelope, StoredOp]
-    assert rows[0] == StoredOp(first.lamport, first.signed, rows[0].position)
+    assert rows[0] == StoredOp(first.lamport, first.signed, first.op_id, rows[0].position)
     assert rows[1].data == b"env-b"  # type: ignore[union-attr]
-    assert rows[2][:2] == (2, second.signed)
+    assert rows[2][:3] == (2, second.signed, second.op_id)
     assert [r.position for r in store.load(NET, after=rows[0].position)] == [
         rows[1].position,
         rows[2].position,
@@ -365,8 +365,50 @@ def test_version_3_rows_read_as_envelopes_until_their_ops_are_kept(
     s.keep_ops(NET, [(b"b" * 32, op)])
     rows = list(s.load(NET))
     assert [type(r) for r in rows] == [StoredEnvelope, StoredOp]
-    assert rows[1][:2] == (op.lamport, op.signed)
+    assert rows[1][:3] == (op.lamport, op.signed, op.op_id)
     assert s.signed_ops(NET, [op.op_id]) == {op.op_id: op.signed}
+    s.close()
+
+
+def _seal_op_row(path: Path, key: LocalKey, eid: bytes, plain: bytes) -> None:
+    _raw(
+        path,
+        "UPDATE envelopes SET signed = ? WHERE eid = ?",
+        (
+            key.seal(plain, _op_aad(key.index(eid))),
+            key.index(eid),
+        ),
+    )
+
+
+def test_ops_kept_before_their_id_was_load_without_it(tmp_path: Path, key: LocalKey) -> None:
+    """Rows of the earlier format (lamport in 8 bytes, then the envelope id) still load:
+    without an op id, which the start-up then computes."""
+    path = tmp_path / "s.db"
+    s = Store.open(path, key)
+    op = _op(7)
+    s.add_envelopes(NET, [(b"a" * 32, b"env-a", op)])
+    s.close()
+    _seal_op_row(path, key, b"a" * 32, op.lamport.to_bytes(8, "big") + b"a" * 32 + op.signed)
+    s = Store.open(path, key)
+    (row,) = s.load(NET)
+    assert row[:3] == (7, op.signed, None)
+    assert s.signed_ops(NET, [op.op_id]) == {op.op_id: op.signed}
+    s.close()
+
+
+@pytest.mark.parametrize("head", [b"\x02" + bytes(39), b"\xff" + bytes(39), b"\x01" + bytes(38)])
+def test_an_op_row_of_no_known_format_is_a_damaged_store(
+    tmp_path: Path, key: LocalKey, head: bytes
+) -> None:
+    path = tmp_path / "s.db"
+    s = Store.open(path, key)
+    s.add_envelopes(NET, [(b"a" * 32, b"env-a", _op())])
+    s.close()
+    _seal_op_row(path, key, b"a" * 32, head if len(head) < 40 else head + b"\x92")
+    s = Store.open(path, key)
+    with pytest.raises(StoreCorrupt, match="damaged"):
+        list(s.load(NET))
     s.close()
 
 

@@ -45,8 +45,8 @@ def _holdings(sim: Sim, *, archive: bool = True) -> MemoryHoldings:
     )
 
 
-def _rows(ops: Collection[VerifiedOp]) -> list[tuple[int, bytes]]:
-    return [(op.lamport, op.signed) for op in ops]
+def _rows(ops: Collection[VerifiedOp]) -> list[tuple[int, bytes, bytes | None]]:
+    return [(op.lamport, op.signed, None) for op in ops]
 
 
 def test_a_reload_equals_the_fold_and_keeps_one_envelope_per_op() -> None:
@@ -65,8 +65,8 @@ def test_a_reload_equals_the_fold_and_keeps_one_envelope_per_op() -> None:
 def test_a_stored_lamport_that_is_not_the_ops_is_a_damaged_store() -> None:
     sim = _story()
     rows = _rows(list(sim.all_ops.values()))
-    lamport, signed = rows[-1]
-    rows[-1] = (lamport + 1, signed)
+    lamport, signed, _ = rows[-1]
+    rows[-1] = (lamport + 1, signed, None)
     with pytest.raises(RemoteProtocolError, match="damaged"):
         _holdings(sim).reload(rows)
 
@@ -81,7 +81,7 @@ def test_an_op_of_another_network_is_refused() -> None:
 @pytest.mark.parametrize("damage", [b"", b"\x92", b"\x92\xc4\x03abc" + bytes(70), bytes(80)])
 def test_bytes_that_are_not_an_op_are_a_damaged_store(damage: bytes) -> None:
     sim = _story()
-    rows = [*_rows([sim.genesis]), (2, damage)]
+    rows = [*_rows([sim.genesis]), (2, damage, None)]
     with pytest.raises(RemoteProtocolError, match="damaged"):
         _holdings(sim).reload(rows)
 
@@ -96,8 +96,8 @@ def test_a_damaged_row_part_way_leaves_the_replica_equal_to_the_fold_of_its_dag(
     sim = _story()
     ops = sorted(sim.all_ops.values(), key=lambda o: (o.lamport, o.op_id))
     rows = _rows(ops)
-    lamport, signed = rows[-2]
-    rows[-2] = (lamport + 1, signed)  # a lamport that is not the op's
+    lamport, signed, _ = rows[-2]
+    rows[-2] = (lamport + 1, signed, None)  # a lamport that is not the op's
     holdings = _holdings(sim)
     with pytest.raises(RemoteProtocolError):
         holdings.reload(rows)
