@@ -31,6 +31,7 @@ graph instead.
 
 from __future__ import annotations
 
+import sys
 import zlib
 from array import array
 from collections.abc import Callable, Iterable, Iterator
@@ -181,12 +182,15 @@ class _IdIndex:
 
     NEAR = 2048
 
-    __slots__ = ("_lamports", "_mask", "_table", "ids", "near", "table_lamport", "tabled")
+    __slots__ = ("_lamports", "_mask", "_table", "ids", "most", "near", "table_lamport", "tabled")
 
-    def __init__(self, ids: list[bytes], lamports: array[int]) -> None:
+    def __init__(self, ids: list[bytes], lamports: array[int], *, keep: bool = False) -> None:
+        """``keep``: every op stays in the dict (a one-shot fold, dropped right after)."""
         self.ids = ids  # the DAG's columns, by index
         self._lamports = lamports
         self.near: dict[bytes, int] = {}
+        # Ops not yet in the table that the dict may hold; then the older half moves.
+        self.most = sys.maxsize if keep else 2 * self.NEAR
         self.tabled = 0  # ops below this index are in the table (and maybe in near)
         self.table_lamport = 0  # the highest lamport in the table
         self._table = array("i", [-1]) * 1024
@@ -238,14 +242,14 @@ class _IdIndex:
         self._fill(start, stop)
         self.tabled = stop
         self.table_lamport = max(self.table_lamport, *self._lamports[start:stop])
-        near, ids = self.near, self.ids
-        for i in range(start, stop):
-            del near[ids[i]]
+        near = self.near
+        for op_id in self.ids[start:stop]:
+            del near[op_id]
 
     def _fill(self, start: int, stop: int) -> None:
-        table, mask, ids = self._table, self._mask, self.ids
-        for i in range(start, stop):
-            h = hash(ids[i]) & mask
+        table, mask = self._table, self._mask
+        for i, op_id in enumerate(self.ids[start:stop], start):
+            h = hash(op_id) & mask
             while table[h] >= 0:
                 h = (h + 1) & mask
             table[h] = i
@@ -266,21 +270,22 @@ class Dag:
     first; callers fold them in ``(lamport, op_id)`` order.
     """
 
-    def __init__(self, genesis_id: bytes, *, keep_vectors: bool = False) -> None:
-        """``keep_vectors``: keep every op's version vector as an int (for a one-shot
-        fold, which reads them all right after); otherwise only the newest (_Vectors)."""
+    def __init__(self, genesis_id: bytes, *, one_shot: bool = False) -> None:
+        """``one_shot``: for a fold that reads everything right after and is dropped:
+        every op's version vector kept as an int (otherwise only the newest, _Vectors)
+        and every op id in a dict (otherwise the newest, _IdIndex): faster, more memory."""
         self.genesis_id = genesis_id
         self._ids: list[bytes] = []
         # Parallel columns, one entry per indexed op (arrays: 4 bytes, not a 28-byte int).
         self._author = array("I")
         self._seq = array("I")
         self._lamport = array("I")
-        self._index = _IdIndex(self._ids, self._lamport)
+        self._index = _IdIndex(self._ids, self._lamport, keep=one_shot)
         # The parents of op i are _parents[_parent_ends[i - 1]:_parent_ends[i]]: one flat
         # array, not 100k tuples for the cyclic collector to walk after a start-up.
         self._parents = array("I")
         self._parent_ends = array("I")
-        self._vector = _Vectors(self._vectors_again, keep=keep_vectors)
+        self._vector = _Vectors(self._vectors_again, keep=one_shot)
         self._authors: dict[bytes, int] = {}
         self._author_keys: list[bytes] = []
         # Per author, the index of its op with seq s at position s - 1 (the first seen);
@@ -456,6 +461,23 @@ class Dag:
 
         return in_past
 
+    def chain_past_of(self, op_id: bytes) -> Callable[[bytes, int, bytes], bool]:
+        """``lambda author, seq, ancestor: in_past(ancestor, op_id)``, for an indexed
+        ``ancestor`` that is ``author``'s op at ``seq`` (a position, which records both):
+        unless that author has equivocated, ``op_id``'s vector answers without looking
+        the ancestor up (one per position, counted at a close)."""
+        in_past = self.past_of(op_id)
+        authors, equivocators = self._authors, self._equivocators
+        vector = self._vector[self._index[op_id]]
+
+        def chain_in_past(author: bytes, seq: int, ancestor: bytes) -> bool:
+            slot = authors[author]
+            if slot in equivocators:
+                return in_past(ancestor)
+            return (vector >> (slot * _FIELD)) & _VALUE_MASK >= seq
+
+        return chain_in_past
+
     def _walk_finds(self, target: int, start: int) -> bool:
         floor = self._lamport[target]
         stack = [start]
@@ -584,9 +606,9 @@ class Dag:
         ids = self._ids
         index = len(ids)
         ids.append(op_id)
-        near[op_id] = index  # _IdIndex.put
-        if index + 1 - by_id.tabled >= 2 * _IdIndex.NEAR:
-            by_id.move(index + 1 - _IdIndex.NEAR)
+        near[op_id] = index  # into the _IdIndex
+        if index + 1 - by_id.tabled >= by_id.most:
+            by_id.move(index + 1 - by_id.most // 2)
         self._author.append(slot)
         self._seq.append(seq)
         lamports.append(lamport)

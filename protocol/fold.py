@@ -591,11 +591,12 @@ def counted_positions(dag: Dag, decision: _DecisionRec | Decision, at: bytes) ->
     for round_id in decision.rounds:
         if in_past(round_id):
             current = round_id
+    position_in_past = dag.chain_past_of(at)  # (a position keeps its author and seq)
     latest: dict[bytes, Position] = {}
     for position in decision.positions:
         if position.round != current or position.member not in decision.electorate:
             continue
-        if not in_past(position.op_id):
+        if not position_in_past(position.member, position.seq, position.op_id):
             continue
         held = latest.get(position.member)
         if held is None or (position.seq, position.op_id) > (held.seq, held.op_id):
@@ -743,7 +744,7 @@ def fold(ops: Iterable[VerifiedOp], *, network_id: bytes, genesis_id: bytes) -> 
     Any order, duplicates allowed; ops whose parents are missing are left out. Returns
     None while the genesis is missing or invalid.
     """
-    dag = Dag(genesis_id, keep_vectors=True)  # the fold reads them all right after
+    dag = Dag(genesis_id, one_shot=True)  # the fold reads it all right after
     with no_gc_pauses():
         ready = dag.add_all(ops)
         ready.sort(key=_order)

@@ -470,8 +470,10 @@ def _check_queries(dag: Dag, ops: list[VerifiedOp]) -> None:
     assert dag.waiting == 0
     for x in ops:
         assert set(dag.ancestors(x.op_id)) == past[x.op_id]
+        chain_in_past = dag.chain_past_of(x.op_id)
         for a in ops:
             assert dag.in_past(a.op_id, x.op_id) == (a.op_id in past[x.op_id]), (a, x)
+            assert chain_in_past(a.author, a.seq, a.op_id) == (a.op_id in past[x.op_id])
         for author in AUTHORS:
             key = author.public.key
             expected = max(
