@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Self
 
 from crypto import CryptoError, EpochKey, Identity, KdfParams, NetworkSecret, random_bytes
+from p2pnet._memory import release_free_heap
 from p2pnet._runtime import (
     _CACHE_KEY,
     _NAME_KEY,
@@ -182,6 +183,7 @@ class NodeCore:
             # their count; unfreezing puts everything in the oldest.)
             gc.freeze()
             gc.unfreeze()
+        release_free_heap()  # what the rebuild made and dropped (p2pnet/_memory.py)
         return net.loaded
 
     def _holdings(
