@@ -10,7 +10,6 @@ has no such call (musl, macOS) nothing is done.
 
 from __future__ import annotations
 
-import ctypes
 import functools
 from collections.abc import Callable
 
@@ -28,6 +27,8 @@ def release_free_heap() -> bool:
 
 @functools.cache
 def _malloc_trim() -> Callable[[int], int] | None:
+    import ctypes  # noqa: PLC0415 - only a rebuild needs it, not the CLI's reads
+
     try:
         trim = ctypes.CDLL(None).malloc_trim  # the process's own C library
     except (OSError, TypeError, AttributeError):

@@ -11,8 +11,8 @@ of addresses:
   bytes are still exactly those received, so hashes and signatures stay over the exact
   bytes. Rows are looked up by keyed hashes (``LocalKey.index``) of the network id and the
   envelope id. ``rowid`` is the local arrival order. Beside a verified envelope, the
-  ``signed`` column keeps the op it carries (its lamport, the envelope id and the signed
-  op), also sealed under the profile key: a start-up reads that with one decryption
+  ``signed`` column keeps the op it carries (its lamport, its op id and the signed op),
+  also sealed under the profile key: a start-up reads that with one decryption
   instead of opening the envelope under its epoch key (docs/decisions.md, "The node").
 - ``local``: a small key/value space per network for local data (epoch keys, peer keys,
   the state cache, the author's chain head), each value sealed with its row's name as
@@ -37,7 +37,7 @@ from typing import NamedTuple
 
 from crypto import DecryptionFailed, LocalKey
 from p2pnet.errors import StoreCorrupt, StoreError
-from protocol.signed import VerifiedOp
+from protocol.signed import VerifiedOp, op_id_of
 
 __all__ = ["SCHEMA_VERSION", "Store", "StoredEnvelope", "StoredOp", "Transaction"]
 
@@ -70,16 +70,20 @@ _MIGRATIONS: tuple[str, ...] = (
     # 3 -> 4: the op a verified envelope carries, sealed beside it (see StoredOp). Older
     # rows stay NULL: they are read through their envelope, and the node fills them in.
     "ALTER TABLE envelopes ADD COLUMN signed BLOB;",
+    # 4 -> 5: the kept op's head carries its op id instead of the envelope id (_OP_HEAD);
+    # the rows are sealed again in Python (_id_kept_ops).
+    "",
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 _PROFILE_NET = b"\x00" * 16  # the `net` of profile-wide local rows
 _BUSY_TIMEOUT_S = 10.0
 _PAGE_BYTES = 8192
-# A stored op: a format byte and the lamport (7 bytes, big-endian), the op id, the signed
-# op. Rows written before the op id was kept have the format byte 0 (the top byte of an
-# 8-byte lamport) and the envelope id in its place: a start-up hashes their op again.
+# A stored op: a format byte (1) and the lamport (7 bytes, big-endian), the op id, the
+# signed op. Schema 4 had the lamport in 8 bytes (so a first byte 0) and the envelope id
+# in the op id's place; the migration to 5 rewrites those rows.
 _OP_HEAD = 8 + 32
 _OP_WITH_ID = 1
+_MIGRATION_BATCH = 2000
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,11 +99,11 @@ class StoredOp(NamedTuple):
     """A verified op as the store keeps it beside its envelope: what a start-up reloads
     (with one decryption under the profile key, and no epoch key). The lamport, the
     signed op and its id first: what :meth:`protocol.holdings.MemoryHoldings.reload`
-    reads. ``op_id`` is None in rows stored before it was kept."""
+    reads."""
 
     lamport: int
     signed: bytes
-    op_id: bytes | None
+    op_id: bytes
     position: int
 
 
@@ -276,6 +280,8 @@ class Store:
                         self._db.execute(statement)
                 if step == 1:
                     self._flag_rows()
+                if step == 4:
+                    self._id_kept_ops()
             self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def _flag_rows(self) -> None:
@@ -292,6 +298,31 @@ class Store:
                 "UPDATE envelopes SET data = ? WHERE rowid = ?",
                 (key.seal(b"\x00" + data, b"env" + eid_idx), rowid),
             )
+
+    def _id_kept_ops(self) -> None:
+        # Schema 4 kept ops as lamport (8 bytes) | envelope id | signed op: seal each again
+        # as format 1 | lamport (7 bytes) | op id | signed op, in batches by rowid (the
+        # ops of a large network would take some 60 MB at once).
+        key, db = self._key, self._db
+        last = 0
+        while True:
+            rows = db.execute(
+                "SELECT rowid, eid, signed FROM envelopes WHERE rowid > ? AND signed NOT NULL"
+                " ORDER BY rowid LIMIT ?",
+                (last, _MIGRATION_BATCH),
+            ).fetchall()
+            if not rows:
+                return
+            updates = []
+            for rowid, eid_idx, sealed in rows:
+                plain = self._open_op(sealed, eid_idx)
+                if plain[0] != 0:
+                    raise StoreCorrupt("a stored op is damaged")
+                signed = plain[_OP_HEAD:]
+                head = bytes((_OP_WITH_ID,)) + plain[1:8] + op_id_of(signed)
+                updates.append((key.seal(head + signed, _op_aad(eid_idx)), rowid))
+            db.executemany("UPDATE envelopes SET signed = ? WHERE rowid = ?", updates)
+            last = rows[-1][0]
 
     def _local_key(self, network_id: bytes | None, name: str) -> tuple[bytes, bytes, bytes]:
         net = self._key.index(network_id) if network_id is not None else _PROFILE_NET
@@ -479,12 +510,11 @@ class Store:
                     plain = open_(signed, b"op" + eid_idx)  # _op_aad, inlined
                 except DecryptionFailed:
                     raise StoreCorrupt("a stored op does not decrypt") from None
-                if len(plain) <= _OP_HEAD or plain[0] > _OP_WITH_ID:
+                if len(plain) <= _OP_HEAD or plain[0] != _OP_WITH_ID:
                     raise StoreCorrupt("a stored op is damaged")
                 with memoryview(plain) as head:
                     lamport = from_bytes(head[1:8], "big")
-                op_id = plain[8:_OP_HEAD] if plain[0] else None
-                yield make(stored_op, (lamport, plain[_OP_HEAD:], op_id, position))
+                yield make(stored_op, (lamport, plain[_OP_HEAD:], plain[8:_OP_HEAD], position))
                 continue
             data = self._open_envelope(sealed, eid_idx)
             yield StoredEnvelope(position, data[1:], data[0] == 1)

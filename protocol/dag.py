@@ -170,17 +170,19 @@ class _IdIndex:
     (1 MB at 100k ops). Ops move from the dict to the table :attr:`NEAR` at a time, in
     one loop, once twice that many are in the dict, so the newest ``NEAR`` at least stay
     in it: nearly every parent an op names is one of them. A lookup in the table runs in
-    Python (some 0.2 us); an op found there is kept in the dict too (an electorate asks
+    Python (some 0.3 us); an op found there is kept in the dict too (an electorate asks
     about the members' admissions at every vote) until the dict holds too many.
 
     :meth:`Dag._insert` adds an op (to the dict; :meth:`move` when it is full) and knows
     it is new without a lookup in the table when its lamport is above that of every op
     in the table (at a start-up, all of them: ops come in fold order).
-    Op ids are BLAKE2b digests no one can aim at a slot; ``hash()`` of bytes is keyed per
-    process and cached in the object.
+    Op ids are BLAKE2b digests; ``hash()`` of bytes is keyed per process (SipHash with a
+    random key, unless PYTHONHASHSEED fixes it, which would expose every dict of op ids
+    alike) and cached in the object, so no one can aim ids at one run of slots.
     """
 
     NEAR = 2048
+    FIRST_SIZE = 1024  # table slots at first (a power of two); doubled as needed
 
     __slots__ = ("_lamports", "_mask", "_table", "ids", "most", "near", "table_lamport", "tabled")
 
@@ -193,8 +195,8 @@ class _IdIndex:
         self.most = sys.maxsize if keep else 2 * self.NEAR
         self.tabled = 0  # ops below this index are in the table (and maybe in near)
         self.table_lamport = 0  # the highest lamport in the table
-        self._table = array("i", [-1]) * 1024
-        self._mask = 1023
+        self._table = array("i", [-1]) * self.FIRST_SIZE
+        self._mask = self.FIRST_SIZE - 1
 
     def find(self, op_id: bytes) -> int:
         """The index of ``op_id``, or -1 if it is not indexed."""
@@ -580,7 +582,7 @@ class Dag:
         by_id = self._index
         near = by_id.near
         if op_id in near or (lamport <= by_id.table_lamport and by_id.in_table(op_id) >= 0):
-            return False  # indexed already (_IdIndex.has)
+            return False  # indexed already (in the dict, or in the table: _IdIndex)
         lamports = self._lamport
         if not parents:
             if op_id != self.genesis_id:

@@ -55,6 +55,6 @@ def test_a_c_library_without_malloc_trim_is_left_alone(monkeypatch: pytest.Monke
     class NoTrim:  # musl, macOS: no such symbol
         pass
 
-    monkeypatch.setattr(_memory.ctypes, "CDLL", lambda _name: NoTrim())
+    monkeypatch.setattr("ctypes.CDLL", lambda _name: NoTrim())
     assert _memory.release_free_heap() is False
     assert _memory.release_free_heap() is False  # looked up once, still nothing to do

@@ -381,23 +381,48 @@ def _seal_op_row(path: Path, key: LocalKey, eid: bytes, plain: bytes) -> None:
     )
 
 
-def test_ops_kept_before_their_id_was_load_without_it(tmp_path: Path, key: LocalKey) -> None:
-    """Rows of the earlier format (lamport in 8 bytes, then the envelope id) still load:
-    without an op id, which the start-up then computes."""
+def test_schema_4_ops_are_sealed_again_with_their_id(tmp_path: Path, key: LocalKey) -> None:
+    """Schema 4 kept an op as lamport (8 bytes), envelope id, signed op: the migration
+    to 5 writes the op id in the envelope id's place, for every kept op (in batches)."""
     path = tmp_path / "s.db"
     s = Store.open(path, key)
-    op = _op(7)
+    ops = [_op(seq) for seq in range(1, 6)]
+    eids = [bytes([seq]) * 32 for seq in range(1, 6)]
+    s.add_envelopes(NET, [(eid, b"env", op) for eid, op in zip(eids, ops, strict=True)])
+    s.add_envelopes(NET, [(b"u" * 32, b"env-u")])  # no op kept: left alone
+    s.close()
+    for eid, op in zip(eids, ops, strict=True):
+        _seal_op_row(path, key, eid, op.lamport.to_bytes(8, "big") + eid + op.signed)
+    _raw(path, "PRAGMA user_version = 4")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("p2pnet.store._MIGRATION_BATCH", 2)
+        s = Store.open(path, key)
+    assert s._db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    rows = list(s.load(NET))
+    assert [r[:3] for r in rows[:5]] == [(op.lamport, op.signed, op.op_id) for op in ops]
+    assert isinstance(rows[5], StoredEnvelope)
+    assert s.signed_ops(NET, [ops[2].op_id]) == {ops[2].op_id: ops[2].signed}
+    s.close()
+
+
+def test_a_damaged_schema_4_op_fails_the_migration_and_changes_nothing(
+    tmp_path: Path, key: LocalKey
+) -> None:
+    path = tmp_path / "s.db"
+    s = Store.open(path, key)
+    op = _op()
     s.add_envelopes(NET, [(b"a" * 32, b"env-a", op)])
     s.close()
-    _seal_op_row(path, key, b"a" * 32, op.lamport.to_bytes(8, "big") + b"a" * 32 + op.signed)
-    s = Store.open(path, key)
-    (row,) = s.load(NET)
-    assert row[:3] == (7, op.signed, None)
-    assert s.signed_ops(NET, [op.op_id]) == {op.op_id: op.signed}
-    s.close()
+    _seal_op_row(path, key, b"a" * 32, b"\x07" + bytes(7) + b"a" * 32 + op.signed)
+    _raw(path, "PRAGMA user_version = 4")
+    with pytest.raises(StoreCorrupt, match="damaged"):
+        Store.open(path, key)
+    assert _raw(path, "PRAGMA user_version") == [(4,)]
 
 
-@pytest.mark.parametrize("head", [b"\x02" + bytes(39), b"\xff" + bytes(39), b"\x01" + bytes(38)])
+@pytest.mark.parametrize(
+    "head", [b"\x00" + bytes(39), b"\x02" + bytes(39), b"\xff" + bytes(39), b"\x01" + bytes(38)]
+)
 def test_an_op_row_of_no_known_format_is_a_damaged_store(
     tmp_path: Path, key: LocalKey, head: bytes
 ) -> None:
