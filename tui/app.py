@@ -9,6 +9,7 @@ with the remedy, never tracebacks.
 from __future__ import annotations
 
 import io
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -93,6 +94,10 @@ class P2pnetApp(App[None]):
         self._idle_lock_s = idle_lock_s
         self._online = False
         self._opening = False  # a key derivation is running on a worker thread
+        # Held by that worker while it opens or creates the profile: a panic wipe takes it
+        # first, so that no file is written after the wipe (a profile being created).
+        self._open_lock = threading.Lock()
+        self._wiped = False
         self._parked: Node | None = None  # opened while the panic dialog was up
         self._refresh_timer: Timer | None = None
         self._last_refresh = 0.0
@@ -254,9 +259,10 @@ class P2pnetApp(App[None]):
         def finish(node: Node | None, problem: str) -> None:
             self._opening = False
             if node is None:
-                failed(problem)
-            elif not self.is_running:
-                node.close()  # the app closed while the key was being derived
+                if not self._wiped:
+                    failed(problem)
+            elif not self.is_running or self._wiped:
+                node.close()  # the app closed (or wiped) while the key was being derived
             elif isinstance(self.screen, ModalScreen):
                 # The panic confirmation came up meanwhile: it stays on top, and the node
                 # waits for its answer (a wipe closes it first; a cancel opens it).
@@ -270,7 +276,10 @@ class P2pnetApp(App[None]):
         self._opening = True
 
         def work() -> None:
-            node, problem = attempt()
+            with self._open_lock:
+                if self._wiped:
+                    return
+                node, problem = attempt()
             try:
                 self.call_from_thread(finish, node, problem)
             except RuntimeError:  # the app has stopped meanwhile
@@ -325,7 +334,11 @@ class P2pnetApp(App[None]):
             if parked is not None:
                 parked.close()
             self._close_node()
-            Node.panic(self.home, self.profile)
+            # A key derivation still running (the identity being created, an unlock)
+            # finishes first, at most one derivation from now; it then opens nothing.
+            with self._open_lock:
+                self._wiped = True
+                Node.panic(self.home, self.profile)
             self.exit(message="The profile was wiped from this device.")
 
         self.push_screen(

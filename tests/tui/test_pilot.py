@@ -221,6 +221,44 @@ async def test_a_panic_dialog_cancelled_while_creating_the_identity_opens_it(
         assert node.name == "Shirin"
 
 
+async def test_a_panic_while_the_identity_is_being_created_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The wipe waits for the key derivation running on the worker, which would otherwise
+    write the new keystore and store after the wipe."""
+    release, finished = threading.Event(), threading.Event()
+    real = Node.create
+
+    def slow_create(*args: Any, **kwargs: Any) -> Node:
+        try:
+            assert release.wait(10)
+            return real(*args, **kwargs)
+        finally:
+            finished.set()
+
+    monkeypatch.setattr(Node, "create", staticmethod(slow_create))
+    app = _app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await _type(pilot, "#name", "Shirin")
+        await _type(pilot, "#pass", PASS)
+        await _type(pilot, "#again", PASS)
+        app.screen.query_one("#create", Button).press()
+        await pilot.pause()
+        await pilot.press("ctrl+x")  # panic, while the identity is being made
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmForm)
+        timer = threading.Timer(0.3, release.set)  # the derivation ends during the wipe
+        timer.start()
+        try:
+            await _press(pilot, "#ok")
+        finally:
+            timer.cancel()
+    release.set()
+    assert finished.wait(10)  # the worker is done: nothing more can be written
+    assert not profile_dir(tmp_path, "default").exists()
+    assert not any(p.is_file() for p in tmp_path.rglob("*"))  # no keystore, no store
+
+
 async def test_an_unexpected_failure_while_unlocking_can_be_tried_again(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
