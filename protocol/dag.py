@@ -39,9 +39,13 @@ from dataclasses import dataclass
 
 from protocol.signed import VerifiedOp
 
-__all__ = ["MAX_WAITING", "Dag", "Rejected"]
+__all__ = ["MAX_REJECTED_REMEMBERED", "MAX_WAITING", "Dag", "Rejected"]
 
 MAX_WAITING = 20_000
+# Ids of rejected ops remembered, so that a copy is dropped unread; beyond this many the
+# memory starts over (a member could send signed ops that break the rules without end:
+# a copy of a forgotten one is only checked and rejected again).
+MAX_REJECTED_REMEMBERED = 20_000
 _FIELD = 25  # 24 value bits (seq up to 16.7 million per author) + 1 guard bit
 _VALUE_BITS = _FIELD - 1
 _VALUE_MASK = (1 << _VALUE_BITS) - 1
@@ -297,6 +301,7 @@ class Dag:
         self._equivocators: set[int] = set()
         self._waiting: dict[bytes, list[VerifiedOp]] = {}
         self._waiting_ids: set[bytes] = set()
+        # Rejections for the caller to read (and clear: a long-lived caller does).
         self.rejected: list[Rejected] = []
         self._rejected: set[bytes] = set()
         self._masks = _Masks()
@@ -333,7 +338,8 @@ class Dag:
                 del self._waiting[parent]
 
     def knows(self, op_id: bytes) -> bool:
-        """Whether ``op_id`` is indexed, waits for a parent, or was rejected."""
+        """Whether ``op_id`` is indexed, waits for a parent, or was rejected (among the
+        last :data:`MAX_REJECTED_REMEMBERED`)."""
         return self._index.find(op_id) >= 0 or op_id in self._waiting_ids or op_id in self._rejected
 
     def held(self) -> list[bytes]:
@@ -571,6 +577,8 @@ class Dag:
         self._index.reserve(len(self._ids) + count)
 
     def _reject(self, op: VerifiedOp, reason: str) -> bool:
+        if len(self._rejected) >= MAX_REJECTED_REMEMBERED:
+            self._rejected.clear()
         self._rejected.add(op.op_id)
         self.rejected.append(Rejected(op.op_id, reason))
         return False

@@ -269,6 +269,7 @@ class MemoryHoldings:
             rejected += 1
             self._forget(bad.op_id)
         new = len(ready) - sum(1 for bad in dag.rejected[before:] if bad.op_id in batch)
+        dag.rejected.clear()  # read: a member sending refused ops must not fill memory
         return ReceiveReport(new, duplicates, unattributed, rejected)
 
     def _forget(self, op_id: bytes) -> None:
@@ -321,6 +322,7 @@ class MemoryHoldings:
             indexed = self.replica.add_in_order(stream)
         for bad in dag.rejected[before:]:
             self._forget(bad.op_id)
+        dag.rejected.clear()
         return indexed
 
     # -- local writes --------------------------------------------------------------------

@@ -328,6 +328,26 @@ def test_offering_a_rejected_op_again_lists_it_once() -> None:
     assert _rejected_ids(dag) == [bad.op_id]
 
 
+def test_the_memory_of_rejected_ops_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Beyond MAX_REJECTED_REMEMBERED ids the memory starts over: a member sending signed
+    ops that break the rules cannot fill memory; a copy of a forgotten one is only
+    rejected again."""
+    monkeypatch.setattr(protocol.dag, "MAX_REJECTED_REMEMBERED", 2)
+    bad = [_sign(BEN, seq=1, parents=[GENESIS], lamport=5 + i) for i in range(3)]
+    dag = _dag()
+    for op in bad:
+        assert dag.add(op) == []
+        assert len(dag._rejected) <= 2
+    assert not dag.knows(bad[0].op_id)  # forgotten when the third came
+    assert dag.knows(bad[2].op_id)
+    dag.rejected.clear()  # as a long-lived caller does once it has read them
+    assert dag.add(bad[2]) == []  # remembered: dropped as a copy
+    assert dag.rejected == []
+    assert dag.add(bad[0]) == []  # forgotten: checked and rejected again
+    assert _rejected_ids(dag) == [bad[0].op_id]
+    assert len(dag) == 1  # the genesis only
+
+
 # -- the waiting bound ---------------------------------------------------------------------
 
 

@@ -402,6 +402,7 @@ def test_a_signed_op_that_breaks_the_dag_is_dropped() -> None:
     assert endpoint.received.rejected == 1
     assert bad.op_id not in held.by_op
     assert held.replica.state() == state
+    assert held.replica.dag.rejected == []  # read and cleared: memory does not grow
 
 
 def test_a_rejected_batch_closes_the_endpoint() -> None:
