@@ -316,6 +316,8 @@ class Store:
             updates = []
             for rowid, eid_idx, sealed in rows:
                 plain = self._open_op(sealed, eid_idx)
+                if plain[0] == _OP_WITH_ID:
+                    continue  # in the new form already (written by a development build)
                 if plain[0] != 0:
                     raise StoreCorrupt("a stored op is damaged")
                 signed = plain[_OP_HEAD:]

@@ -383,7 +383,8 @@ def _seal_op_row(path: Path, key: LocalKey, eid: bytes, plain: bytes) -> None:
 
 def test_schema_4_ops_are_sealed_again_with_their_id(tmp_path: Path, key: LocalKey) -> None:
     """Schema 4 kept an op as lamport (8 bytes), envelope id, signed op: the migration
-    to 5 writes the op id in the envelope id's place, for every kept op (in batches)."""
+    to 5 writes the op id in the envelope id's place, for every kept op (in batches),
+    and leaves one in the new form already as it is."""
     path = tmp_path / "s.db"
     s = Store.open(path, key)
     ops = [_op(seq) for seq in range(1, 6)]
@@ -391,7 +392,7 @@ def test_schema_4_ops_are_sealed_again_with_their_id(tmp_path: Path, key: LocalK
     s.add_envelopes(NET, [(eid, b"env", op) for eid, op in zip(eids, ops, strict=True)])
     s.add_envelopes(NET, [(b"u" * 32, b"env-u")])  # no op kept: left alone
     s.close()
-    for eid, op in zip(eids, ops, strict=True):
+    for eid, op in list(zip(eids, ops, strict=True))[1:]:  # the first in the new form
         _seal_op_row(path, key, eid, op.lamport.to_bytes(8, "big") + eid + op.signed)
     _raw(path, "PRAGMA user_version = 4")
     with pytest.MonkeyPatch.context() as patch:
