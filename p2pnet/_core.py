@@ -108,15 +108,20 @@ class NodeCore:
             raise
 
     def close(self) -> None:
-        """Write the state cache of every loaded network, then close the profile."""
-        for net in self._networks.values():
-            if net.loaded is not None and net.loaded.replica.state() is not None:
-                data = encode_state(net.position, net.state())
-                with contextlib.suppress(P2pnetError):  # a cache is never worth an error
-                    self.profile.store.put(net.network_id, _CACHE_KEY, data)
-        if self._pool is not None:
-            self._pool.close()
-        self.profile.close()
+        """Write the state cache of every loaded network, then close the profile (which
+        is closed, and its key forgotten, whatever happens to the cache)."""
+        try:
+            for net in self._networks.values():
+                if net.loaded is not None and net.loaded.replica.state() is not None:
+                    data = encode_state(net.position, net.state())
+                    with contextlib.suppress(P2pnetError):  # a cache is never worth an error
+                        self.profile.store.put(net.network_id, _CACHE_KEY, data)
+        finally:
+            try:
+                if self._pool is not None:
+                    self._pool.close()
+            finally:
+                self.profile.close()
 
     def __enter__(self) -> Self:
         return self

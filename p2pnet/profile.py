@@ -88,8 +88,10 @@ class Profile:
 
     def close(self) -> None:
         """Close the store and forget the derived key."""
-        self.store.close()
-        self.keystore.lock()
+        try:
+            self.store.close()
+        finally:
+            self.keystore.lock()
 
 
 def create_profile(

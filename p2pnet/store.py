@@ -342,6 +342,8 @@ class Store:
             self._db.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
             raise StoreError(f"the store is busy or read-only: {exc}") from None
+        except sqlite3.DatabaseError as exc:  # the file is no database (any more)
+            raise StoreCorrupt(f"the store is damaged: {exc}") from None
         try:
             yield Transaction(self)
         except BaseException:

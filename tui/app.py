@@ -8,6 +8,7 @@ with the remedy, never tracebacks.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import threading
 import time
@@ -94,9 +95,11 @@ class P2pnetApp(App[None]):
         self._idle_lock_s = idle_lock_s
         self._online = False
         self._opening = False  # a key derivation is running on a worker thread
-        # Held by that worker while it opens or creates the profile: a panic wipe takes it
-        # first, so that no file is written after the wipe (a profile being created).
+        # Held by that worker while it opens or creates the profile, and to hand the node
+        # over: a panic wipes at once, then takes it to close that node and wipe again
+        # (what a profile being created wrote meanwhile).
         self._open_lock = threading.Lock()
+        self._fresh: Node | None = None  # opened by the worker, not yet handed over
         self._wiped = False
         self._parked: Node | None = None  # opened while the panic dialog was up
         self._refresh_timer: Timer | None = None
@@ -256,8 +259,10 @@ class P2pnetApp(App[None]):
             except Exception as exc:  # never leave the screen waiting for good
                 return None, f"The profile could not be opened ({type(exc).__name__})."
 
-        def finish(node: Node | None, problem: str) -> None:
+        def finish(problem: str) -> None:
             self._opening = False
+            with self._open_lock:
+                node, self._fresh = self._fresh, None
             if node is None:
                 if not self._wiped:
                     failed(problem)
@@ -271,7 +276,8 @@ class P2pnetApp(App[None]):
                 self._opened(node)
 
         if not background:
-            finish(*attempt())
+            self._fresh, problem = attempt()
+            finish(problem)
             return
         self._opening = True
 
@@ -279,10 +285,12 @@ class P2pnetApp(App[None]):
             with self._open_lock:
                 if self._wiped:
                     return
-                node, problem = attempt()
+                self._fresh, problem = attempt()
             try:
-                self.call_from_thread(finish, node, problem)
+                self.call_from_thread(finish, problem)
             except RuntimeError:  # the app has stopped meanwhile
+                with self._open_lock:
+                    node, self._fresh = self._fresh, None
                 if node is not None:
                     node.close()
 
@@ -331,14 +339,28 @@ class P2pnetApp(App[None]):
                 if parked is not None:
                     self._opened(parked)  # unlocked while the dialog was up
                 return
-            if parked is not None:
-                parked.close()
-            self._close_node()
-            # A key derivation still running (the identity being created, an unlock)
-            # finishes first, at most one derivation from now; it then opens nothing.
+            # At once: the keystore first (nothing can be read without it). Then the nodes
+            # are stopped and closed (their files are gone: errors are of no interest).
+            with contextlib.suppress(OSError):  # (a profile being created: done below)
+                Node.panic(self.home, self.profile)
+            with contextlib.suppress(Exception):
+                if parked is not None:
+                    parked.close()
+            with contextlib.suppress(Exception):
+                self._close_node()
+            # A profile being created (a key derivation on the worker) may write its files
+            # after that: wait for the worker, close what it opened, and wipe again.
             with self._open_lock:
                 self._wiped = True
+                fresh, self._fresh = self._fresh, None
+            if fresh is not None:
+                with contextlib.suppress(Exception):
+                    fresh.close()
+            try:
                 Node.panic(self.home, self.profile)
+            except OSError as exc:
+                self.exit(message=f"The wipe could not finish ({exc}): delete {self.home}.")
+                return
             self.exit(message="The profile was wiped from this device.")
 
         self.push_screen(

@@ -259,6 +259,41 @@ async def test_a_panic_while_the_identity_is_being_created_leaves_nothing(
     assert not any(p.is_file() for p in tmp_path.rglob("*"))  # no keystore, no store
 
 
+async def test_a_panic_during_an_unlock_wipes_at_once_and_closes_what_the_unlock_opened(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The wipe does not wait for the worker: the keystore is gone while the unlock is
+    still running; the node that unlock opened is then closed (its key forgotten),
+    never shown, though its files are gone."""
+    _profile_with_network(tmp_path)
+    keystore = profile_dir(tmp_path, "default") / "keystore"
+    release, seen_gone, opened = threading.Event(), [], []
+    real = Node.open
+
+    def slow_open(*args: Any, **kwargs: Any) -> Node:
+        node = real(*args, **kwargs)  # the key derived, the store open
+        opened.append(node)
+        assert release.wait(10)
+        deadline = time.monotonic() + 5
+        while keystore.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        seen_gone.append(not keystore.exists())
+        return node
+
+    monkeypatch.setattr(Node, "open", staticmethod(slow_open))
+    app = _app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await _start_unlock(pilot)
+        await pilot.press("ctrl+x")
+        await pilot.pause()
+        release.set()  # the worker now waits for the keystore to go
+        await _press(pilot, "#ok")
+    assert seen_gone == [True]  # wiped while the unlock still ran
+    assert not profile_dir(tmp_path, "default").exists()
+    (node,) = opened
+    assert node.profile.keystore._key == b""  # closed: the key forgotten
+
+
 async def test_an_unexpected_failure_while_unlocking_can_be_tried_again(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -450,3 +450,16 @@ def test_a_new_store_uses_8_kib_pages_and_an_old_one_keeps_its_own(
     old.close()
     Store.open(tmp_path / "old.db", key).close()  # migrated from an empty schema
     assert _raw(tmp_path / "old.db", "PRAGMA page_size") == [(4096,)]
+
+
+def test_a_store_overwritten_while_open_is_a_damaged_store(tmp_path: Path, key: LocalKey) -> None:
+    """As after a panic wipe under an open node: a write is a clear StoreCorrupt, not
+    sqlite3's own error."""
+    path = tmp_path / "s.db"
+    s = Store.open(path, key)
+    s.put(NET, "k", b"v")
+    for file in tmp_path.iterdir():
+        file.write_bytes(bytes(file.stat().st_size))
+    with pytest.raises(StoreError):
+        s.put(NET, "k", b"w")
+    s.close()
