@@ -247,7 +247,8 @@ class _IdIndex:
         self.reserve(stop)
         self._fill(start, stop)
         self.tabled = stop
-        self.table_lamport = max(self.table_lamport, *self._lamports[start:stop])
+        moved_top = max(self._lamports[start:stop])  # (no tuple of 2,048 ints as arguments)
+        self.table_lamport = max(self.table_lamport, moved_top)
         near = self.near
         for op_id in self.ids[start:stop]:
             del near[op_id]
