@@ -230,13 +230,13 @@ class NodeCore:
         def trusted() -> Iterator[Sequence[Any]]:
             for row in self.profile.store.load(net.network_id, after=net.position):
                 if isinstance(row, StoredOp):
-                    last[0] = row[3]
-                    yield row  # (lamport, signed, op id, position): reload reads 3
+                    last[0] = row[4]
+                    yield row  # (lamport, signed, op id, body checked, position): 4 read
                     continue
                 last[0] = row.position
                 if row.verified and (opened := self._open_stored(net, row.data)) is not None:
                     older.append(opened)
-                    yield opened[1].lamport, opened[1].signed, opened[1].op_id
+                    yield opened[1].lamport, opened[1].signed, opened[1].op_id, False
                 else:
                     unchecked.append(row.data)
 

@@ -37,6 +37,7 @@ from typing import NamedTuple
 
 from crypto import DecryptionFailed, LocalKey
 from p2pnet.errors import StoreCorrupt, StoreError
+from protocol.ops import BODY_RULES, body_error
 from protocol.signed import VerifiedOp, op_id_of
 
 __all__ = ["SCHEMA_VERSION", "Store", "StoredEnvelope", "StoredOp", "Transaction"]
@@ -78,11 +79,15 @@ SCHEMA_VERSION = len(_MIGRATIONS)
 _PROFILE_NET = b"\x00" * 16  # the `net` of profile-wide local rows
 _BUSY_TIMEOUT_S = 10.0
 _PAGE_BYTES = 8192
-# A stored op: a format byte (1) and the lamport (7 bytes, big-endian), the op id, the
-# signed op. Schema 4 had the lamport in 8 bytes (so a first byte 0) and the envelope id
-# in the op id's place; the migration to 5 rewrites those rows.
+# A stored op: a format byte and the lamport (7 bytes, big-endian), the op id, the signed
+# op. The format byte is 1, or 1 + BODY_RULES when the op's body passed the body rules of
+# that version as the op was stored (a start-up does not check it again; a byte between
+# is a body vouched for under older rules: checked again). Schema 4 had the lamport in 8
+# bytes (so a first byte 0) and the envelope id in the op id's place; the migration to 5
+# rewrites those rows (as format 1).
 _OP_HEAD = 8 + 32
 _OP_WITH_ID = 1
+_OP_BODY_CHECKED = 1 + BODY_RULES
 _MIGRATION_BATCH = 2000
 
 
@@ -98,12 +103,13 @@ class StoredEnvelope:
 class StoredOp(NamedTuple):
     """A verified op as the store keeps it beside its envelope: what a start-up reloads
     (with one decryption under the profile key, and no epoch key). The lamport, the
-    signed op and its id first: what :meth:`protocol.holdings.MemoryHoldings.reload`
-    reads."""
+    signed op, its id and whether the store vouches for its body first: what
+    :meth:`protocol.holdings.MemoryHoldings.reload` reads."""
 
     lamport: int
     signed: bytes
     op_id: bytes
+    body_checked: bool
     position: int
 
 
@@ -316,7 +322,7 @@ class Store:
             updates = []
             for rowid, eid_idx, sealed in rows:
                 plain = self._open_op(sealed, eid_idx)
-                if plain[0] == _OP_WITH_ID:
+                if _OP_WITH_ID <= plain[0] <= _OP_BODY_CHECKED:
                     continue  # in the new form already (written by a development build)
                 if plain[0] != 0:
                     raise StoreCorrupt("a stored op is damaged")
@@ -514,11 +520,21 @@ class Store:
                     plain = open_(signed, b"op" + eid_idx)  # _op_aad, inlined
                 except DecryptionFailed:
                     raise StoreCorrupt("a stored op does not decrypt") from None
-                if len(plain) <= _OP_HEAD or plain[0] != _OP_WITH_ID:
+                form = plain[0] if plain else 0
+                if len(plain) <= _OP_HEAD or not _OP_WITH_ID <= form <= _OP_BODY_CHECKED:
                     raise StoreCorrupt("a stored op is damaged")
                 with memoryview(plain) as head:
                     lamport = from_bytes(head[1:8], "big")
-                yield make(stored_op, (lamport, plain[_OP_HEAD:], plain[8:_OP_HEAD], position))
+                yield make(
+                    stored_op,
+                    (
+                        lamport,
+                        plain[_OP_HEAD:],
+                        plain[8:_OP_HEAD],
+                        form == _OP_BODY_CHECKED,
+                        position,
+                    ),
+                )
                 continue
             data = self._open_envelope(sealed, eid_idx)
             yield StoredEnvelope(position, data[1:], data[0] == 1)
@@ -543,9 +559,11 @@ def _check_envelope_id(envelope_id: bytes) -> None:
 
 
 def _pack_op(op: VerifiedOp) -> bytes:
-    # The op id is kept so that a start-up need not hash every op again: it is sealed
-    # with the op under the profile key, as trustworthy as the signed bytes beside it.
-    return bytes((_OP_WITH_ID,)) + op.lamport.to_bytes(7, "big") + op.op_id + op.signed
+    # The op id is kept so that a start-up need not hash every op again, and whether its
+    # body passes the body rules so that it need not check that again: both sealed with
+    # the op under the profile key, as trustworthy as the signed bytes beside them.
+    form = _OP_BODY_CHECKED if body_error(op.type, op.body) is None else _OP_WITH_ID
+    return bytes((form,)) + op.lamport.to_bytes(7, "big") + op.op_id + op.signed
 
 
 def _op_aad(eid_idx: bytes) -> bytes:

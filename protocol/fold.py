@@ -185,8 +185,9 @@ class Folder:
 
     # -- applying ------------------------------------------------------------------------
 
-    def apply(self, op: VerifiedOp) -> bool:
-        """Apply one op; returns whether it was valid.
+    def apply(self, op: VerifiedOp, *, body_checked: bool = False) -> bool:
+        """Apply one op; returns whether it was valid. ``body_checked``: the caller knows
+        the body passes :func:`~protocol.ops.body_error` (a node's own store vouches).
 
         Raises:
             _Retroactive: a removal invalidated ops already applied (internal; the callers
@@ -194,7 +195,7 @@ class Folder:
         """
         self._view = None
         try:
-            self._apply(op)
+            self._apply(op, body_checked)
         except _Invalid as exc:
             self.invalid += 1
             if len(self.reasons) < _MAX_REASONS:
@@ -220,13 +221,14 @@ class Folder:
                 member.cutoff = self.imposed[author].cutoff
                 member.exit_op = trigger
 
-    def _apply(self, op: VerifiedOp) -> None:
+    def _apply(self, op: VerifiedOp, body_checked: bool = False) -> None:
         _id, net, author_key, seq, _lamport, _parents, _time, op_type, body = op[:9]
         if net != self.network_id:
             raise _Invalid("op of another network")
-        problem = body_error(op_type, body)
-        if problem:
-            raise _Invalid(problem)
+        if not body_checked:
+            problem = body_error(op_type, body)
+            if problem:
+                raise _Invalid(problem)
         if op_type == "genesis":
             self._genesis(op)
             return
@@ -800,11 +802,13 @@ class Replica:
             self._fold_in(ready)
         return ready
 
-    def add_in_order(self, ops: Iterable[VerifiedOp]) -> int:
+    def add_in_order(self, ops: Iterable[tuple[VerifiedOp, bool]]) -> int:
         """Index and fold ops that come in fold order, each as soon as it is indexed, with
         no limit on ops waiting for parents: for a node reloading what it kept. Nothing
         holds an op once it is folded, so a caller that makes them one at a time (a node
-        reading its store) never has them all in memory at once.
+        reading its store) never has them all in memory at once. Each op comes with
+        whether its body is known to pass the body rules (its store vouches for it); ops
+        that waited for a parent are checked again.
 
         Ops in any other order give the same state, only slower: one that sorts before
         an op already folded makes the fold start over (with every op read back).
@@ -819,7 +823,7 @@ class Replica:
         indexed = 0
         self._index = None
         try:
-            for op in ops:
+            for op, body_checked in ops:
                 for current in dag.add(op, bounded=False):
                     indexed += 1
                     if keep:
@@ -831,7 +835,7 @@ class Replica:
                         refold = True
                         continue
                     try:
-                        folder.apply(current)
+                        folder.apply(current, body_checked=body_checked and current is op)
                     except _Retroactive:
                         refold = True
                         continue

@@ -280,11 +280,13 @@ class MemoryHoldings:
 
     def reload(self, stored: Iterable[Sequence[Any]]) -> int:
         """Take back ops this node verified and kept (its own store, through the archive):
-        ``(lamport, signed_op, op_id)`` in arrival order (an op already held is skipped);
-        ``op_id`` None to have it computed, else trusted as the op's (it was kept with the
-        op, under the same key). Signatures are not checked again
-        (:func:`~protocol.signed.reload_kept_op`); the DAG rules and the fold run as for
-        any op. Returns how many ops became indexed.
+        ``(lamport, signed_op, op_id, body_checked)`` in arrival order (an op already held
+        is skipped); ``op_id`` None to have it computed, else trusted as the op's (it was
+        kept with the op, under the same key), and so is ``body_checked``: the body passed
+        :func:`~protocol.ops.body_error` under the current :data:`~protocol.ops.BODY_RULES`
+        when the op was kept. Signatures are not checked again
+        (:func:`~protocol.signed.reload_kept_op`), nor vouched-for bodies; the DAG rules
+        and the rest of the fold run as for any op. Returns how many ops became indexed.
 
         The ops are folded as a stream: a first pass keeps only their signed bytes (in one
         buffer), lamports and ids, then each op is decoded, indexed, folded and dropped in
@@ -299,6 +301,7 @@ class MemoryHoldings:
             raise LocalProtocolError("ops are reloaded only with an archive")
         stream = _KeptOps(self.network_id)
         buffer, ends, lamports, op_ids = stream.buffer, stream.ends, stream.lamports, stream.ids
+        checked = stream.checked
         last_lamport, last_id = 0, b""
         for row in stored:
             # (The same op twice, in two envelopes, or one held already: the DAG indexes
@@ -313,6 +316,7 @@ class MemoryHoldings:
             last_lamport, last_id = lamport, op_id
             lamports.append(lamport)
             op_ids.append(op_id)
+            checked.append(1 if row[3] else 0)
             buffer += signed
             ends.append(len(buffer))
         dag = self.replica.dag
@@ -356,8 +360,8 @@ class MemoryHoldings:
 
 class _KeptOps:
     """Ops to reload, held as signed bytes in one buffer until they are folded; iterating
-    decodes them one at a time in fold order ``(lamport, op_id)``. Iterable again (a fold
-    that starts over).
+    decodes them one at a time in fold order ``(lamport, op_id)``, each with whether its
+    body is vouched for. Iterable again (a fold that starts over).
 
     One buffer and two flat columns, not 100k objects: the ops' objects are made and
     freed one at a time among the long-lived ones of the DAG and the fold, so the heap
@@ -372,10 +376,11 @@ class _KeptOps:
         self.ends = array("Q")  # where each op's bytes end in the buffer
         self.lamports = array("Q")
         self.ids: list[bytes] = []  # the op ids (which the holdings keep anyway)
+        self.checked = bytearray()  # 1: the op's body is vouched for (see reload)
         self.in_order = True  # (lamport, op id) grew from each op to the next
 
-    def __iter__(self) -> Iterator[VerifiedOp]:
-        ends, lamports, ids = self.ends, self.lamports, self.ids
+    def __iter__(self) -> Iterator[tuple[VerifiedOp, bool]]:
+        ends, lamports, ids, checked = self.ends, self.lamports, self.ids, self.checked
         order: Iterable[int] = range(len(ids))
         if not self.in_order:
             order = sorted(order, key=lambda i: (lamports[i], ids[i]))
@@ -386,4 +391,4 @@ class _KeptOps:
                 # The lamport stored beside it put it in this place: it must be the op's.
                 if op[4] != lamports[i] or op[1] != network_id:
                     raise RemoteProtocolError("a stored op is damaged")
-                yield op
+                yield op, checked[i] == 1

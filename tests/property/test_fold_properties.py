@@ -32,6 +32,7 @@ from protocol import sign_op
 from protocol.dag import Dag
 from protocol.fold import Replica, fold
 from protocol.holdings import MemoryHoldings
+from protocol.ops import body_error
 from protocol.rules import STANCES, Ratio, RuleSpec
 from protocol.signed import VerifiedOp
 from protocol.state import NetworkState
@@ -581,10 +582,12 @@ def test_a_replica_fed_a_stream_equals_fold(sim: Sim, data: st.DataObject, in_or
     cut = data.draw(st.integers(0, len(order)))
     if in_order:
         order = sorted(order, key=lambda o: (o.lamport, o.op_id))
+    # Each op with whether its body is vouched for (only a valid one ever is).
+    vouched = [(o, body_error(o.type, o.body) is None and data.draw(st.booleans())) for o in order]
     replica = Replica(network_id=sim.network_id, genesis_id=sim.genesis.op_id)
-    assert replica.add_in_order(order[:cut]) == len(replica.dag)
+    assert replica.add_in_order(vouched[:cut]) == len(replica.dag)
     assert replica.state() == _fold(sim, order[:cut])
-    replica.add_in_order(order[cut:])
+    replica.add_in_order(vouched[cut:])
     assert replica.state() == _fold(sim, ops)
 
 
@@ -603,10 +606,12 @@ class _Archive:
         return {op_id: self.by_id[op_id] for op_id in op_ids}
 
 
-def _kept(op: VerifiedOp, rng: random.Random) -> tuple[int, bytes, bytes | None]:
+def _kept(op: VerifiedOp, rng: random.Random) -> tuple[int, bytes, bytes | None, bool]:
     """A row of the store's op column, as the node reloads it: (lamport, signed op, op
-    id), the id missing as in rows stored before it was kept, or not."""
-    return op.lamport, op.signed, op.op_id if rng.random() < 0.5 else None
+    id, body vouched for), the id missing as in rows stored before it was kept, or not;
+    a valid body vouched for, or not (as a store does: never an invalid one)."""
+    vouched = body_error(op.type, op.body) is None and rng.random() < 0.5
+    return op.lamport, op.signed, op.op_id if rng.random() < 0.5 else None, vouched
 
 
 @settings(max_examples=150, deadline=None)

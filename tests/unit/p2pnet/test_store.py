@@ -305,9 +305,9 @@ def test_a_verified_envelope_keeps_its_op_beside_it(store: Store) -> None:
     store.add_envelopes(NET, [(b"c" * 32, b"env-c", second)])
     rows = list(store.load(NET))
     assert [type(r) for r in rows] == [StoredOp, StoredEnvelope, StoredOp]
-    assert rows[0] == StoredOp(first.lamport, first.signed, first.op_id, rows[0].position)
+    assert rows[0] == StoredOp(first.lamport, first.signed, first.op_id, True, rows[0].position)
     assert rows[1].data == b"env-b"  # type: ignore[union-attr]
-    assert rows[2][:3] == (2, second.signed, second.op_id)
+    assert rows[2][:4] == (2, second.signed, second.op_id, True)
     assert [r.position for r in store.load(NET, after=rows[0].position)] == [
         rows[1].position,
         rows[2].position,
@@ -400,7 +400,9 @@ def test_schema_4_ops_are_sealed_again_with_their_id(tmp_path: Path, key: LocalK
         s = Store.open(path, key)
     assert s._db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     rows = list(s.load(NET))
-    assert [r[:3] for r in rows[:5]] == [(op.lamport, op.signed, op.op_id) for op in ops]
+    assert [r[:4] for r in rows[:5]] == [
+        (op.lamport, op.signed, op.op_id, i == 0) for i, op in enumerate(ops)
+    ]  # the first stored in the new form (its body vouched for), the others migrated
     assert isinstance(rows[5], StoredEnvelope)
     assert s.signed_ops(NET, [ops[2].op_id]) == {ops[2].op_id: ops[2].signed}
     s.close()
@@ -422,7 +424,7 @@ def test_a_damaged_schema_4_op_fails_the_migration_and_changes_nothing(
 
 
 @pytest.mark.parametrize(
-    "head", [b"\x00" + bytes(39), b"\x02" + bytes(39), b"\xff" + bytes(39), b"\x01" + bytes(38)]
+    "head", [b"\x00" + bytes(39), b"\x03" + bytes(39), b"\xff" + bytes(39), b"\x01" + bytes(38)]
 )
 def test_an_op_row_of_no_known_format_is_a_damaged_store(
     tmp_path: Path, key: LocalKey, head: bytes
@@ -463,3 +465,24 @@ def test_a_store_overwritten_while_open_is_a_damaged_store(tmp_path: Path, key: 
     with pytest.raises(StoreError):
         s.put(NET, "k", b"w")
     s.close()
+
+
+def test_a_kept_op_is_vouched_for_only_when_its_body_passes_the_current_rules(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    good = _op(1)
+    bad = sign_op(  # signed, but a body the rules refuse (a field no comment has)
+        Identity(b"i" * 32),
+        net=NET,
+        seq=2,
+        lamport=2,
+        parents=[],
+        time=1_700_000_000_000,
+        type="comment",
+        body={"target": b"t" * 32, "text": "x", "colour": "red"},
+    )
+    store.add_envelopes(NET, [(b"a" * 32, b"env-a", good), (b"b" * 32, b"env-b", bad)])
+    assert [r.body_checked for r in store.load(NET)] == [True, False]  # type: ignore[union-attr]
+    # Under other body rules (BODY_RULES bumped), an older vouch is not trusted.
+    monkeypatch.setattr("p2pnet.store._OP_BODY_CHECKED", 3)
+    assert [r.body_checked for r in store.load(NET)] == [False, False]  # type: ignore[union-attr]

@@ -3,7 +3,9 @@ envelopes; what it refuses (tests/property/test_fold_properties.py checks the fo
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Collection
+from typing import Any
 
 import pytest
 
@@ -45,8 +47,8 @@ def _holdings(sim: Sim, *, archive: bool = True) -> MemoryHoldings:
     )
 
 
-def _rows(ops: Collection[VerifiedOp]) -> list[tuple[int, bytes, bytes | None]]:
-    return [(op.lamport, op.signed, None) for op in ops]
+def _rows(ops: Collection[VerifiedOp]) -> list[tuple[int, bytes, bytes | None, bool]]:
+    return [(op.lamport, op.signed, None, False) for op in ops]
 
 
 def test_a_reload_equals_the_fold_and_keeps_one_envelope_per_op() -> None:
@@ -65,8 +67,8 @@ def test_a_reload_equals_the_fold_and_keeps_one_envelope_per_op() -> None:
 def test_a_stored_lamport_that_is_not_the_ops_is_a_damaged_store() -> None:
     sim = _story()
     rows = _rows(list(sim.all_ops.values()))
-    lamport, signed, _ = rows[-1]
-    rows[-1] = (lamport + 1, signed, None)
+    lamport, signed, _, _ = rows[-1]
+    rows[-1] = (lamport + 1, signed, None, False)
     with pytest.raises(RemoteProtocolError, match="damaged"):
         _holdings(sim).reload(rows)
 
@@ -81,7 +83,7 @@ def test_an_op_of_another_network_is_refused() -> None:
 @pytest.mark.parametrize("damage", [b"", b"\x92", b"\x92\xc4\x03abc" + bytes(70), bytes(80)])
 def test_bytes_that_are_not_an_op_are_a_damaged_store(damage: bytes) -> None:
     sim = _story()
-    rows = [*_rows([sim.genesis]), (2, damage, None)]
+    rows = [*_rows([sim.genesis]), (2, damage, None, False)]
     with pytest.raises(RemoteProtocolError, match="damaged"):
         _holdings(sim).reload(rows)
 
@@ -96,8 +98,8 @@ def test_a_damaged_row_part_way_leaves_the_replica_equal_to_the_fold_of_its_dag(
     sim = _story()
     ops = sorted(sim.all_ops.values(), key=lambda o: (o.lamport, o.op_id))
     rows = _rows(ops)
-    lamport, signed, _ = rows[-2]
-    rows[-2] = (lamport + 1, signed, None)  # a lamport that is not the op's
+    lamport, signed, _, _ = rows[-2]
+    rows[-2] = (lamport + 1, signed, None, False)  # a lamport that is not the op's
     holdings = _holdings(sim)
     with pytest.raises(RemoteProtocolError):
         holdings.reload(rows)
@@ -106,4 +108,25 @@ def test_a_damaged_row_part_way_leaves_the_replica_equal_to_the_fold_of_its_dag(
     assert 0 < len(indexed) < len(ops)
     assert holdings.replica.state() == fold(
         indexed, network_id=sim.network_id, genesis_id=sim.genesis.op_id
+    )
+
+
+def test_a_reload_checks_only_the_bodies_not_vouched_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    sim = _story()
+    ops = list(sim.all_ops.values())
+    checked: list[str] = []
+    folding = sys.modules["protocol.fold"]  # (the package's `fold` is the function)
+    real = folding.body_error
+
+    def counting(op_type: str, body: Any) -> str | None:
+        checked.append(op_type)
+        return real(op_type, body)
+
+    monkeypatch.setattr(folding, "body_error", counting)
+    rows = [(op.lamport, op.signed, None, i % 2 == 0) for i, op in enumerate(ops)]
+    holdings = _holdings(sim)
+    assert holdings.reload(rows) == len(ops)
+    assert len(checked) == len(ops) // 2  # the odd ones only
+    assert holdings.replica.state() == fold(
+        ops, network_id=sim.network_id, genesis_id=sim.genesis.op_id
     )
