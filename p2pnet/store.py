@@ -81,10 +81,11 @@ _BUSY_TIMEOUT_S = 10.0
 _PAGE_BYTES = 8192
 # A stored op: a format byte and the lamport (7 bytes, big-endian), the op id, the signed
 # op. The format byte is 1, or 1 + BODY_RULES when the op's body passed the body rules of
-# that version as the op was stored (a start-up does not check it again; a byte between
-# is a body vouched for under older rules: checked again). Schema 4 had the lamport in 8
-# bytes (so a first byte 0) and the envelope id in the op id's place; the migration to 5
-# rewrites those rows (as format 1).
+# that version as the op was stored (a start-up does not check it again). Any other byte
+# from 1 up is a body not vouched for, or vouched for under other rules (an older or newer
+# p2pnet): checked again, so builds with other rules read each other's stores. Schema 4
+# had the lamport in 8 bytes (so a first byte 0) and the envelope id in the op id's
+# place; the migration to 5 rewrites those rows (as format 1).
 _OP_HEAD = 8 + 32
 _OP_WITH_ID = 1
 _OP_BODY_CHECKED = 1 + BODY_RULES
@@ -322,10 +323,8 @@ class Store:
             updates = []
             for rowid, eid_idx, sealed in rows:
                 plain = self._open_op(sealed, eid_idx)
-                if _OP_WITH_ID <= plain[0] <= _OP_BODY_CHECKED:
-                    continue  # in the new form already (written by a development build)
                 if plain[0] != 0:
-                    raise StoreCorrupt("a stored op is damaged")
+                    continue  # in the new form already (written by a development build)
                 signed = plain[_OP_HEAD:]
                 head = bytes((_OP_WITH_ID,)) + plain[1:8] + op_id_of(signed)
                 updates.append((key.seal(head + signed, _op_aad(eid_idx)), rowid))
@@ -520,8 +519,7 @@ class Store:
                     plain = open_(signed, b"op" + eid_idx)  # _op_aad, inlined
                 except DecryptionFailed:
                     raise StoreCorrupt("a stored op does not decrypt") from None
-                form = plain[0] if plain else 0
-                if len(plain) <= _OP_HEAD or not _OP_WITH_ID <= form <= _OP_BODY_CHECKED:
+                if len(plain) <= _OP_HEAD or plain[0] == 0:
                     raise StoreCorrupt("a stored op is damaged")
                 with memoryview(plain) as head:
                     lamport = from_bytes(head[1:8], "big")
@@ -531,7 +529,7 @@ class Store:
                         lamport,
                         plain[_OP_HEAD:],
                         plain[8:_OP_HEAD],
-                        form == _OP_BODY_CHECKED,
+                        plain[0] == _OP_BODY_CHECKED,
                         position,
                     ),
                 )

@@ -42,8 +42,9 @@ Check = Callable[[Any], str | None]
 
 # The version of what body_error accepts. A node's store vouches for the bodies it found
 # valid under this version (p2pnet/store.py) and a start-up does not check those again;
-# bump it with any change to the body rules, so that bodies vouched for under other
-# rules are checked again.
+# bump it with any change to the body rules (here or in protocol/vocabulary.py), so that
+# bodies vouched for under other rules are checked again. A test pins these two files'
+# source to the version (tests/unit/protocol/test_ops.py).
 BODY_RULES = 1
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")

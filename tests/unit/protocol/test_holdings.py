@@ -9,12 +9,13 @@ from typing import Any
 
 import pytest
 
-from protocol import LocalProtocolError, RemoteProtocolError
+from protocol import LocalProtocolError, RemoteProtocolError, sign_op
 from protocol.fold import fold
 from protocol.holdings import MemoryHoldings
+from protocol.ops import body_error
 from protocol.rules import Ratio, RuleSpec
 from protocol.signed import VerifiedOp
-from tests.netsim import Sim
+from tests.netsim import Sim, identity
 
 
 class _Archive:
@@ -130,3 +131,33 @@ def test_a_reload_checks_only_the_bodies_not_vouched_for(monkeypatch: pytest.Mon
     assert holdings.replica.state() == fold(
         ops, network_id=sim.network_id, genesis_id=sim.genesis.op_id
     )
+
+
+def test_an_op_that_waited_for_its_parent_has_its_body_checked_though_vouched_for() -> None:
+    """A vouch is for the op in hand: an op the DAG releases from waiting, when its parent
+    comes, is checked (here: a display name with a direction override, refused)."""
+    sim = _story()
+    parent = sim.op("ben", "comment", {"target": sim.genesis.op_id, "text": "Thursday it is"})
+    child = sign_op(
+        identity("ben"),
+        net=sim.network_id,
+        seq=parent.seq + 1,
+        lamport=parent.lamport + 1,
+        parents=[parent.op_id],
+        time=sim.time + 1000,
+        type="member_update",
+        body={"display_name": "Ben\u202e"},
+    )
+    assert body_error(child.type, child.body) is not None
+    sim.all_ops[child.op_id] = child
+    ops = list(sim.all_ops.values())
+    holdings = _holdings(sim)
+    holdings.reload(
+        [(op.lamport, op.signed, None, True) for op in ops if op is not parent]  # all vouched
+    )
+    assert holdings.replica.dag.is_waiting(child.op_id)
+    holdings.reload([(parent.lamport, parent.signed, None, True)])
+    assert holdings.replica.state() == fold(
+        ops, network_id=sim.network_id, genesis_id=sim.genesis.op_id
+    )
+    assert holdings.replica.state().members[identity("ben").public.key].display_name == "Ben"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -10,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from protocol import LocalProtocolError, RemoteProtocolError
-from protocol.ops import OP_TYPES, body_error, check_body, check_local_body
+from protocol.ops import BODY_RULES, OP_TYPES, body_error, check_body, check_local_body
 
 KEY = b"k" * 32
 OP = b"o" * 32
@@ -159,3 +161,23 @@ def test_random_bodies_give_a_reason_or_pass(op_type: str, body: dict[str, Any])
     # Never raises anything but our typed error.
     with contextlib.suppress(RemoteProtocolError):
         check_body(op_type, body)
+
+
+# The source of the body rules, pinned to their version. A node's store vouches for the
+# bodies that passed the rules of BODY_RULES, and start-ups do not check those again: a
+# change to what body_error accepts without a new BODY_RULES would make a restarted node
+# fold differently from its peers.
+_RULES_SOURCES = ("protocol/ops.py", "protocol/vocabulary.py")
+_PINNED = {1: "c4d4cab9e90776a55518f80a55aa0d5b2b90c93782b02f367816643fc77b0856"}
+
+
+def test_the_body_rules_are_pinned_to_their_version() -> None:
+    root = Path(__file__).resolve().parents[3]
+    digest = hashlib.sha256()
+    for name in _RULES_SOURCES:
+        digest.update((root / name).read_bytes())
+    assert _PINNED.get(BODY_RULES) == digest.hexdigest(), (
+        "protocol/ops.py or protocol/vocabulary.py changed. If what body_error accepts "
+        "changed, bump BODY_RULES (stores vouched for bodies under the old rules); then "
+        "pin the new digest here, under the version."
+    )
