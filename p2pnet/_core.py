@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Self
 
-from crypto import CryptoError, EpochKey, Identity, KdfParams, NetworkSecret, random_bytes
+from crypto import EpochKey, Identity, KdfParams, NetworkSecret, random_bytes
 from p2pnet._memory import release_free_heap
 from p2pnet._runtime import (
     _CACHE_KEY,
@@ -23,12 +23,12 @@ from p2pnet._runtime import (
     _pack_network,
     now_ms,
 )
-from p2pnet.archive import StoreArchive
+from p2pnet.archive import StoreArchive, open_group_op
 from p2pnet.errors import NodeError, P2pnetError, StoreError
 from p2pnet.profile import Profile, create_profile, open_profile, wipe_profile
 from p2pnet.references import check_name, resolve
 from p2pnet.statecache import decode_state, encode_state
-from p2pnet.store import StoredOp, Transaction
+from p2pnet.store import StoredOp
 from p2pnet.verify import ParallelVerifier
 from protocol import (
     LocalProtocolError,
@@ -36,12 +36,10 @@ from protocol import (
     ProtocolError,
     RemoteProtocolError,
     VerifiedOp,
-    parse_envelope,
     seal_group,
     wire,
 )
 from protocol.build import genesis_op
-from protocol.envelope import GroupEnvelope, decrypt_group
 from protocol.fold import no_gc_pauses
 from protocol.holdings import Archive, MemoryHoldings, Verifier, verify_all
 from protocol.settings import defaults_for
@@ -266,26 +264,21 @@ class NodeCore:
 
     def _open_stored(self, net: _Network, data: bytes) -> tuple[bytes, VerifiedOp] | None:
         """The op of a verified row stored before the store kept ops (None: no op in it)."""
+        opened = open_group_op(data, net.epochs, net.secret.route_tag)
+        if opened is None:  # no key for it, or damaged: checked as received
+            return None
         try:
-            envelope = parse_envelope(data)
-            if not isinstance(envelope, GroupEnvelope):
-                return None
-            signed = decrypt_group(envelope, epochs=net.epochs, route_tag=net.secret.route_tag)
-            return envelope.envelope_id, reload_verified_op(signed)
-        except (CryptoError, ProtocolError):  # no key for it, or damaged: checked as received
+            return opened[0], reload_verified_op(opened[1])
+        except ProtocolError:
             return None
 
     def _keep_ops(self, net: _Network, older: list[tuple[bytes, VerifiedOp]]) -> None:
         # Fill in the ops of rows from before schema 4, or of rows stored unchecked and
         # verified since, so the next start-up reads them directly (and their envelopes
         # are found by op id). Inside a caller's transaction (a write that found the
-        # network unloaded) this joins it; otherwise it takes its own.
-        store = self.profile.store
-        if store.in_transaction:
-            Transaction(store).keep_ops(net.network_id, older)
-        else:
-            with contextlib.suppress(StoreError):  # a busy store: the next start-up retries
-                store.keep_ops(net.network_id, older)
+        # network unloaded) this joins it (Store.keep_ops).
+        with contextlib.suppress(StoreError):  # a busy store: the next start-up retries
+            self.profile.store.keep_ops(net.network_id, older)
 
     # -- events --------------------------------------------------------------------------
 

@@ -9,17 +9,16 @@ docs/decisions.md, "Memory: the store is the archive".
 from __future__ import annotations
 
 import contextlib
-import hashlib
 from collections.abc import Collection, Mapping
 
 from crypto import CryptoError, EpochKey
 from p2pnet.errors import StoreCorrupt, StoreError
-from p2pnet.store import Store, StoredOp, Transaction
+from p2pnet.store import Store, StoredOp
 from protocol import ProtocolError, RemoteProtocolError, parse_envelope
 from protocol.envelope import GroupEnvelope, decrypt_group
-from protocol.signed import VerifiedOp, reload_verified_op
+from protocol.signed import VerifiedOp, op_id_of, reload_verified_op
 
-__all__ = ["StoreArchive"]
+__all__ = ["StoreArchive", "open_group_op"]
 
 
 class StoreArchive:
@@ -47,15 +46,14 @@ class StoreArchive:
         data = self._store.envelope_of_op(self._network_id, op_id)
         if data is not None:
             return data
-        digest = hashlib.blake2b
         for row in self._store.envelopes(self._network_id):
-            signed = self._signed_in(row.data)
-            if signed is not None and digest(signed, digest_size=32).digest() == op_id:
-                self._record(row.data, signed, op_id)
+            opened = open_group_op(row.data, self._epochs, self._route_tag)
+            if opened is not None and op_id_of(opened[1]) == op_id:
+                self._record(opened[0], opened[1], op_id)
                 return row.data
         raise KeyError(op_id)
 
-    def _record(self, envelope: bytes, signed: bytes, op_id: bytes) -> None:
+    def _record(self, envelope_id: bytes, signed: bytes, op_id: bytes) -> None:
         """Keep the op found by reading every row beside its envelope, so the next
         request finds it by id (the node asks only for ops it holds: verified, and
         these are the same bytes). Best effort: a busy store leaves it for later."""
@@ -63,23 +61,8 @@ class StoreArchive:
             op = reload_verified_op(signed, op_id=op_id)
         except RemoteProtocolError:
             return
-        kept = [(hashlib.blake2b(envelope, digest_size=32).digest(), op)]
-        store = self._store
-        if store.in_transaction:
-            Transaction(store).keep_ops(self._network_id, kept)
-        else:
-            with contextlib.suppress(StoreError):
-                store.keep_ops(self._network_id, kept)
-
-    def _signed_in(self, envelope: bytes) -> bytes | None:
-        """The signed op a stored envelope carries (None: unattributed, or junk)."""
-        try:
-            parsed = parse_envelope(envelope)
-            if not isinstance(parsed, GroupEnvelope):
-                return None
-            return decrypt_group(parsed, epochs=self._epochs, route_tag=self._route_tag)
-        except (CryptoError, ProtocolError):
-            return None
+        with contextlib.suppress(StoreError):
+            self._store.keep_ops(self._network_id, [(envelope_id, op)])
 
     def ops(self, op_ids: Collection[bytes]) -> dict[bytes, VerifiedOp]:
         """Read every row once and reload the wanted ops (a full pass: only a fold that
@@ -93,12 +76,15 @@ class StoreArchive:
         found: dict[bytes, VerifiedOp] = {}
         if not wanted:
             return found
-        digest = hashlib.blake2b
         for row in self._store.load(self._network_id):
-            signed = row.signed if isinstance(row, StoredOp) else self._signed_in(row.data)
-            if signed is None:
-                continue  # unattributed or junk: never part of the fold
-            op_id = digest(signed, digest_size=32).digest()
+            if isinstance(row, StoredOp):
+                signed, op_id = row.signed, row.op_id
+            else:
+                opened = open_group_op(row.data, self._epochs, self._route_tag)
+                if opened is None:
+                    continue  # unattributed or junk: never part of the fold
+                signed = opened[1]
+                op_id = op_id_of(signed)
             if op_id in wanted and op_id not in found:
                 # The DAG indexed this op in this process (verified then); the row is the
                 # same bytes (the op id is their hash), authenticated by the profile key.
@@ -111,3 +97,17 @@ class StoreArchive:
         if len(found) < len(wanted):
             raise StoreCorrupt("ops this node folded are missing from its store")
         return found
+
+
+def open_group_op(
+    envelope: bytes, epochs: Mapping[bytes, EpochKey], route_tag: bytes
+) -> tuple[bytes, bytes] | None:
+    """(envelope id, signed op) of a stored group envelope, or None: not a group
+    envelope, no key for its epoch, or damaged (then checked as if received)."""
+    try:
+        parsed = parse_envelope(envelope)
+        if not isinstance(parsed, GroupEnvelope):
+            return None
+        return parsed.envelope_id, decrypt_group(parsed, epochs=epochs, route_tag=route_tag)
+    except (CryptoError, ProtocolError):
+        return None

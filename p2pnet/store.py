@@ -377,7 +377,11 @@ class Store:
         return self._db.in_transaction
 
     def keep_ops(self, network_id: bytes, ops: Iterable[tuple[bytes, VerifiedOp]]) -> None:
-        """:meth:`Transaction.keep_ops` in a transaction of its own."""
+        """:meth:`Transaction.keep_ops`, inside the transaction this connection is running
+        (a caller's write that loaded the network), else in one of its own."""
+        if self.in_transaction:
+            Transaction(self).keep_ops(network_id, ops)
+            return
         with self.transaction() as tx:
             tx.keep_ops(network_id, ops)
 
@@ -437,21 +441,6 @@ class Store:
             (key.index(network_id), key.index(op_id)),
         ).fetchone()
         return None if row is None else self._open_envelope(row[1], row[0])
-
-    def envelope(self, network_id: bytes, envelope_id: bytes) -> bytes | None:
-        """The stored envelope with this id, or None.
-
-        Raises:
-            StoreCorrupt: the row does not decrypt.
-        """
-        key = self._key
-        eid = key.index(envelope_id)
-        row = self._db.execute(
-            "SELECT data FROM envelopes WHERE eid = ? AND net = ?", (eid, key.index(network_id))
-        ).fetchone()
-        if row is None:
-            return None
-        return self._open_envelope(row[0], eid)[1:]
 
     def _open_envelope(self, sealed: bytes, eid_idx: bytes) -> bytes:
         """A row's envelope with its leading "verified" flag byte (0 or 1).

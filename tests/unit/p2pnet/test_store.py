@@ -492,3 +492,24 @@ def test_a_kept_op_is_vouched_for_only_when_its_body_passes_the_current_rules(
     assert [r.body_checked for r in store.load(NET)] == [False, False]  # type: ignore[union-attr]
     monkeypatch.setattr("p2pnet.store._OP_BODY_CHECKED", 1)
     assert [r.body_checked for r in store.load(NET)] == [False, True]  # type: ignore[union-attr]
+
+
+def test_keeping_ops_joins_a_running_transaction_and_rolls_back_with_it(store: Store) -> None:
+    """A write that finds its network unloaded fills in old rows' ops inside its own
+    transaction: they land, or fail, with that write."""
+    store.add_envelopes(NET, [(b"a" * 32, b"env-a"), (b"b" * 32, b"env-b")])
+    op = _op()
+
+    def failing_write() -> None:
+        with store.transaction() as tx:
+            store.keep_ops(NET, [(b"b" * 32, op)])
+            tx.put(NET, "k", b"v")
+            raise RuntimeError("the write fails")
+
+    with pytest.raises(RuntimeError):
+        failing_write()
+    assert [type(r) for r in store.load(NET)] == [StoredEnvelope, StoredEnvelope]
+    with store.transaction() as tx:
+        store.keep_ops(NET, [(b"b" * 32, op)])
+        tx.put(NET, "k", b"v")
+    assert [type(r) for r in store.load(NET)] == [StoredEnvelope, StoredOp]
