@@ -161,6 +161,7 @@ class Writing(NodeCore):
             active = net.state().active_members()
             for signer in [s for s in waiting if s in active]:
                 tried -= waiting.pop(signer)
+        remembered = sum(map(len, waiting.values()))  # (once: junk keys come by thousands)
         for envelope_id, data in list(net.holdings.unattributed().items()):
             if envelope_id in tried:
                 continue
@@ -172,8 +173,9 @@ class Writing(NodeCore):
             try:
                 key, _announced = open_epoch_key(envelope, self.identity, state)
             except SignerNotActive as refused:
-                if sum(map(len, waiting.values())) < _SIGNER_UNKNOWN_KEPT:
+                if remembered < _SIGNER_UNKNOWN_KEPT:
                     waiting.setdefault(refused.signer, set()).add(envelope_id)
+                    remembered += 1
                 continue
             except (CryptoError, RemoteProtocolError):
                 continue  # for another member, or not an epoch key
