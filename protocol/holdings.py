@@ -248,8 +248,8 @@ class MemoryHoldings:
                 self._eid_of[op.op_id] = envelope_id
                 self._data[envelope_id] = data
             ready.append(op)
-        before = len(self.replica.dag.rejected)
         dag = self.replica.dag
+        before = len(dag.rejected)
         try:
             self.replica.add_many(ready)
         except OverflowError:

@@ -149,6 +149,15 @@ def _slow_unlock(
     return release, opened
 
 
+async def _start_create(pilot: object) -> None:
+    """Fill in the first-run form and press Create, without waiting for the derivation."""
+    await _type(pilot, "#name", "Shirin")
+    await _type(pilot, "#pass", PASS)
+    await _type(pilot, "#again", PASS)
+    pilot.app.screen.query_one("#create", Button).press()  # type: ignore[attr-defined]
+    await pilot.pause()  # type: ignore[attr-defined]
+
+
 async def _start_unlock(pilot: object) -> None:
     """Type the passphrase and press Unlock, without waiting for the derivation."""
     await _type(pilot, "#pass", PASS)
@@ -203,11 +212,7 @@ async def test_a_panic_dialog_cancelled_while_creating_the_identity_opens_it(
     release, _created = _slow_unlock(monkeypatch, "create")
     app = _app(tmp_path)
     async with app.run_test(size=SIZE) as pilot:
-        await _type(pilot, "#name", "Shirin")
-        await _type(pilot, "#pass", PASS)
-        await _type(pilot, "#again", PASS)
-        app.screen.query_one("#create", Button).press()
-        await pilot.pause()
+        await _start_create(pilot)
         await pilot.press("ctrl+x")  # panic, while the identity is being made
         await pilot.pause()
         release.set()
@@ -224,8 +229,8 @@ async def test_a_panic_dialog_cancelled_while_creating_the_identity_opens_it(
 async def test_a_panic_while_the_identity_is_being_created_leaves_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The wipe waits for the key derivation running on the worker, which would otherwise
-    write the new keystore and store after the wipe."""
+    """After wiping, the panic waits for the key derivation running on the worker and
+    wipes again: the worker writes the new keystore and store only after the first wipe."""
     release, finished = threading.Event(), threading.Event()
     real = Node.create
 
@@ -239,11 +244,7 @@ async def test_a_panic_while_the_identity_is_being_created_leaves_nothing(
     monkeypatch.setattr(Node, "create", staticmethod(slow_create))
     app = _app(tmp_path)
     async with app.run_test(size=SIZE) as pilot:
-        await _type(pilot, "#name", "Shirin")
-        await _type(pilot, "#pass", PASS)
-        await _type(pilot, "#again", PASS)
-        app.screen.query_one("#create", Button).press()
-        await pilot.pause()
+        await _start_create(pilot)
         await pilot.press("ctrl+x")  # panic, while the identity is being made
         await pilot.pause()
         assert isinstance(app.screen, ConfirmForm)
